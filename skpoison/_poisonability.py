@@ -1,0 +1,355 @@
+"""PoisonabilityAnalyzer: the threshold tau of a target model on clean data."""
+
+import math
+from numbers import Integral
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, _fit_context
+from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
+from sklearn.utils.validation import check_array, check_is_fitted, validate_data
+
+from .objectives import as_objective
+from .targets import resolve_target
+
+__all__ = ["PoisonabilityAnalyzer", "check_range"]
+
+
+def check_range(value, name):
+    """Validate a ``(low, high)`` range; scalars or per-feature arrays; low <= high."""
+    if value is None:
+        return None
+    try:
+        low, high = value
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a (low, high) pair, got {value!r}.") from None
+    low, high = np.asarray(low, dtype=float), np.asarray(high, dtype=float)
+    if not (np.all(np.isfinite(low)) and np.all(np.isfinite(high))):
+        raise ValueError(f"{name} must be finite, got {value!r}.")
+    if np.any(low > high):
+        raise ValueError(f"{name} must have low <= high, got {value!r}.")
+    return low, high
+
+
+def feasible_interval(s0, slope_low, slope_high):
+    """The ``eps_d`` for which ``0 in s0 + eps_d * [slope_low, slope_high]``.
+
+    Returns ``(low, high)``; ``(inf, inf)`` when no ``eps_d > 0`` works.
+    """
+    if s0 > 0:
+        if slope_low >= 0:
+            return math.inf, math.inf
+        low = s0 / -slope_low if np.isfinite(slope_low) else 0.0
+        high = s0 / -slope_high if slope_high < 0 else math.inf
+    elif s0 < 0:
+        if slope_high <= 0:
+            return math.inf, math.inf
+        low = -s0 / slope_high if np.isfinite(slope_high) else 0.0
+        high = -s0 / slope_low if slope_low > 0 else math.inf
+    else:
+        return 0.0, math.inf
+    return (low, high) if low <= high else (math.inf, math.inf)
+
+
+def _threshold(intervals):
+    low = max(i[0] for i in intervals)
+    high = min(i[1] for i in intervals)
+    return (low, high) if low <= high else (math.inf, math.inf)
+
+
+class PoisonabilityAnalyzer(BaseEstimator):
+    """Model poisonability: the threshold tau of a target model on clean data.
+
+    Fitting computes, from the clean training data and the target model alone (no
+    attack is run), the smallest poisoning ratio ``eps_d`` (poison points per clean
+    point) for which retraining on clean plus poison data *can* end at the target:
+    below ``threshold_`` no poison set of any kind gives the target a vanishing
+    gradient (Lu, Kamath and Yu, 2023, Corollary 2, Example 3 and Theorem 4).
+
+    With ``s = <w, g(mu)>`` (``w`` all parameters, intercepts included; the last
+    linear layer for nets), ``q = <w, grad R(w)>`` the penalty term and ``[a, b]`` the
+    range of ``<h, grad_h l>`` for any single point, stationarity on the mixed data
+    requires ``0 in s + kappa q / n + eps_d * ([a, b] + slope q)`` where the penalty
+    enters in sum form (``tau = (s + q/(C n)) / A``) or mean form
+    (``tau = (s + alpha q) / (A - alpha q)``, ``inf`` when ``A <= alpha q``), with
+    ``A = -a``.  One-vs-rest models take the largest threshold of their binary
+    problems.
+
+    Parameters
+    ----------
+    target : estimator
+        The target model: a fitted supported estimator (see
+        :func:`skpoison.objectives.as_objective`), a
+        :class:`~sklearn.frozen.FrozenEstimator` wrapping one, or a recipe from
+        :mod:`skpoison.targets` fitted on ``(X, y)`` by :meth:`fit`.
+    feature_range : (low, high) or None, default=None
+        Box for the poison features (scalars or per-feature arrays; labels stay
+        free).  For linear models, ``a`` and ``b`` are then taken over the margins
+        the box can reach: a tighter necessary condition for box-constrained poison.
+        Ignored for nets (their logits have no closed-form range).
+    label_range : (low, high) or None, default=None
+        Range of poison labels for regression (squared loss); ``None`` leaves labels
+        unbounded, and the threshold is then 0.
+    batch_size : int or None, default=None
+        Rows per batch when streaming the clean gradient; ``None`` uses one batch.
+    device : str, default="auto"
+        Torch device; ``"auto"`` picks CUDA when available.
+    dtype : {"float32", "float64"}, default="float32"
+        Precision of the gradient computations.
+
+    Attributes
+    ----------
+    threshold_ : float
+        tau: the smallest ``eps_d`` that can reach the target (``inf`` if none can).
+    threshold_binary_ : float
+        tau(2): the binary constant ``W(1/e)`` applied to a multiclass
+        cross-entropy model; equals ``threshold_`` for other models.
+    inner_product_ : float
+        ``<w, g(mu)>`` plus the penalty term ``kappa(n) q / n``.
+    exact_ : bool
+        Whether ``threshold_`` is necessary and sufficient (binary linear margin
+        models without intercept and without ``feature_range``); otherwise it is a
+        necessary condition.
+    target_ : estimator
+        The fitted target model.
+    objective_ : Objective
+        The target's training objective.
+    clean_gradient_ : ndarray of shape (n_params,)
+        ``g(mu)``: the full objective gradient per clean sample, penalty included.
+    n_classes_ : int or None
+        Number of classes of the target (``None`` for regression).
+    n_features_in_ : int
+        Number of features seen during fit.
+
+    See Also
+    --------
+    skpoison.objectives.as_objective : The objective of a fitted victim.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn.frozen import FrozenEstimator
+    >>> from sklearn.linear_model import LogisticRegression
+    >>> from skpoison import PoisonabilityAnalyzer
+    >>> from skpoison.datasets import make_or
+    >>> X, y = make_or(random_state=0)
+    >>> clf = LogisticRegression(fit_intercept=False).fit(X, y)
+    >>> clf.coef_ = -clf.coef_  # a target that gets the data wrong
+    >>> tau = PoisonabilityAnalyzer(FrozenEstimator(clf)).fit(X, y)
+    >>> tau.exact_
+    True
+    >>> bool(tau.is_poisonable(2 * tau.threshold_)), bool(tau.is_poisonable(tau.threshold_ / 2))
+    (True, False)
+    """
+
+    _parameter_constraints = {
+        "target": [HasMethods(["fit"])],
+        "feature_range": [tuple, list, None],
+        "label_range": [tuple, list, None],
+        "batch_size": [Interval(Integral, 1, None, closed="left"), None],
+        "device": [str],
+        "dtype": [StrOptions({"float32", "float64"})],
+    }
+
+    def __init__(
+        self,
+        target,
+        *,
+        feature_range=None,
+        label_range=None,
+        batch_size=None,
+        device="auto",
+        dtype="float32",
+    ):
+        self.target = target
+        self.feature_range = feature_range
+        self.label_range = label_range
+        self.batch_size = batch_size
+        self.device = device
+        self.dtype = dtype
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.required = True
+        tags.input_tags.sparse = False
+        return tags
+
+    @_fit_context(prefer_skip_nested_validation=False)
+    def fit(self, X, y):
+        """Compute the threshold of the target on the clean data ``(X, y)``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Clean training data.
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+            Clean labels (regression targets for regressors).
+
+        Returns
+        -------
+        self : PoisonabilityAnalyzer
+        """
+        X, y = validate_data(self, X, y, multi_output=True, y_numeric=False)
+        feature_range = check_range(self.feature_range, "feature_range")
+        label_range = check_range(self.label_range, "label_range")
+        if feature_range is not None and (
+            np.any(X < feature_range[0]) or np.any(X > feature_range[1])
+        ):
+            raise ValueError(
+                "The clean data lies outside feature_range; widen the range or pass "
+                "feature_range=None."
+            )
+        self.target_ = resolve_target(self.target, X, y)
+        objective = as_objective(self.target_, device=self.device, dtype=self.dtype)
+        check_features(objective, X.shape[1])
+        self.objective_ = objective
+        n = X.shape[0]
+        self._n_clean = n
+        self._clean_loss_sum = objective.loss_gradient_sum(X, y, batch_size=self.batch_size)
+        w = objective.flat_params()
+        penalty_grad = objective.penalty_gradient()
+        self._clean_full = self._clean_loss_sum + objective.kappa(n) * penalty_grad
+        self.clean_gradient_ = (self._clean_full / n).cpu().numpy()
+        # the penalty's share of stationarity per clean sample: at eps_d = 0 and per unit eps_d
+        base = objective.kappa(n) / n
+        slope = (objective.kappa(2 * n) - objective.kappa(n)) / n
+        self._s0, self._slope, self._w_norms = [], [], []
+        for idx in objective.groups:
+            s = float(w[idx] @ (self._clean_loss_sum[idx] / n))
+            q = float(w[idx] @ penalty_grad[idx])
+            self._s0.append(s + base * q)
+            self._slope.append(slope * q)
+            self._w_norms.append(float(w[idx].norm()))
+        self.inner_product_ = float(sum(self._s0))
+        self._bounds = objective.group_bounds(
+            feature_range=feature_range, label_range=label_range
+        )
+        self._feasible = self._interval(self._bounds)
+        self.threshold_ = float(self._feasible[0])
+        if objective.kind == "cross_entropy":
+            bounds2 = objective.group_bounds(
+                feature_range=feature_range, label_range=label_range, n_classes=2
+            )
+            self.threshold_binary_ = float(self._interval(bounds2)[0])
+        else:
+            self.threshold_binary_ = self.threshold_
+        self.exact_ = bool(
+            objective.kind == "binary_margin"
+            and not objective.fit_intercept
+            and feature_range is None
+        )
+        self.n_classes_ = objective.n_classes
+        return self
+
+    def _interval(self, bounds):
+        return _threshold(
+            [
+                feasible_interval(s0, a + slope, b + slope)
+                for s0, slope, (a, b) in zip(self._s0, self._slope, bounds)
+            ]
+        )
+
+    def is_poisonable(self, epsilon_d):
+        """Whether poison at ratio ``epsilon_d`` can reach the target.
+
+        ``False`` means no poison set of that size can give the target a vanishing
+        gradient.  ``True`` means the necessary condition holds; it is also
+        sufficient when ``exact_`` is true.
+
+        Parameters
+        ----------
+        epsilon_d : float or array-like of float
+            Poison points per clean point.
+
+        Returns
+        -------
+        poisonable : bool or ndarray of bool
+        """
+        check_is_fitted(self)
+        eps = _check_epsilon(epsilon_d)
+        low, high = self._feasible
+        result = (eps >= low) & (eps <= high)
+        return bool(result) if result.ndim == 0 else result
+
+    def residual_lower_bound(self, epsilon_d):
+        """Smallest ``gradient_norm`` any poison set at ratio ``epsilon_d`` can reach.
+
+        Taking the inner product of the mixed gradient with ``w`` and applying
+        Cauchy-Schwarz per threshold group gives ``||g(chi)|| >= delta / ||w||``, where
+        ``delta`` is the distance of ``s + eps_d [a, b]`` (penalty included) from 0.  It
+        is 0 at and above the threshold, and tight for exact (binary, no intercept)
+        targets.  Units are those of :meth:`gradient_norm`.
+
+        Parameters
+        ----------
+        epsilon_d : float or array-like of float
+            Poison points per clean point.
+
+        Returns
+        -------
+        bound : float or ndarray of float
+        """
+        check_is_fitted(self)
+        eps = _check_epsilon(epsilon_d)
+        total = np.zeros_like(eps)
+        for s0, slope, (a, b), w_norm in zip(self._s0, self._slope, self._bounds, self._w_norms):
+            with np.errstate(invalid="ignore"):
+                low = s0 + eps * (a + slope)
+                high = s0 + eps * (b + slope)
+            gap = np.where(low > 0, low, np.where(high < 0, -high, 0.0))
+            gap = np.nan_to_num(gap, nan=0.0)
+            total += (gap / w_norm) ** 2 if w_norm > 0 else 0.0
+        clean = float(self._clean_full.norm()) / self._n_clean
+        bound = np.sqrt(total) / ((1.0 + eps) * max(clean, np.finfo(float).tiny))
+        return float(bound) if bound.ndim == 0 else bound
+
+    def gradient_norm(self, X_poison, y_poison):
+        """Relative gradient norm ``||g(chi)|| / ||g(mu)||`` of a given poison set.
+
+        ``g(chi)`` is the victim's full objective gradient per sample over the clean
+        data plus ``(X_poison, y_poison)`` (penalty included), ``g(mu)`` the same over
+        the clean data.  0 means the target is a stationary point of retraining.
+
+        Parameters
+        ----------
+        X_poison : array-like of shape (n_poison, n_features)
+            Poison features.
+        y_poison : array-like of shape (n_poison,) or (n_poison, n_outputs)
+            Poison labels (labels the target knows).
+
+        Returns
+        -------
+        norm : float
+        """
+        check_is_fitted(self)
+        X_poison = check_array(X_poison, dtype=[np.float64, np.float32])
+        check_features(self.objective_, X_poison.shape[1], expected=self.n_features_in_)
+        y_poison = np.asarray(y_poison)
+        if len(y_poison) != len(X_poison):
+            raise ValueError(
+                f"X_poison has {len(X_poison)} rows but y_poison has {len(y_poison)}."
+            )
+        objective = self.objective_
+        n_total = self._n_clean + len(X_poison)
+        poison_sum = objective.loss_gradient_sum(X_poison, y_poison, batch_size=self.batch_size)
+        mixed = (
+            self._clean_loss_sum + poison_sum + objective.kappa(n_total) * objective.penalty_gradient()
+        ) / n_total
+        clean = self._clean_full / self._n_clean
+        return float(mixed.norm() / torch.clamp(clean.norm(), min=torch.finfo(clean.dtype).tiny))
+
+
+def _check_epsilon(epsilon_d):
+    eps = np.asarray(epsilon_d, dtype=float)
+    if np.any(~np.isfinite(eps)) or np.any(eps <= 0):
+        raise ValueError(f"epsilon_d must be positive and finite, got {epsilon_d!r}.")
+    return eps
+
+
+def check_features(objective, n_features, expected=None):
+    """Raise ``ValueError`` when ``n_features`` differs from what the target expects."""
+    expected = objective.n_features_in if expected is None else expected
+    if expected is not None and n_features != expected:
+        raise ValueError(
+            f"X has {n_features} features, but the target model expects {expected}."
+        )

@@ -1,0 +1,94 @@
+"""The ``skpoison`` command line."""
+
+import argparse
+import json
+import sys
+
+__all__ = ["main"]
+
+
+def _format_analyze(report):
+    lines = [
+        f"dataset {report['dataset']} (train {report['n_train']}, test {report['n_test']}), "
+        f"model {report['model']}, target {report['target']}",
+        f"clean accuracy   {report['clean_accuracy']:.4f}",
+        f"target accuracy  {report['target_accuracy']:.4f}",
+        f"tau              {report['threshold']:.6g}"
+        + ("  (necessary and sufficient)" if report["exact"] else "  (necessary condition)"),
+        f"tau(2)           {report['threshold_binary']:.6g}",
+        "",
+        f"{'eps_d':>8}  {'can reach target':>16}  {'residual lower bound':>20}",
+    ]
+    for b in report["budgets"]:
+        reach = "yes" if b["poisonable"] else "no"
+        lines.append(f"{b['epsilon_d']:>8g}  {reach:>16}  {b['residual_lower_bound']:>20.4g}")
+    return "\n".join(lines)
+
+
+def _positive_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} must be positive and finite")
+    return value
+
+
+def build_parser():
+    """The argument parser of the ``skpoison`` command."""
+    from .experiments import DATASETS, MODELS, TARGETS
+
+    parser = argparse.ArgumentParser(
+        prog="skpoison",
+        description="Indiscriminate data poisoning: thresholds and attacks.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    analyze = sub.add_parser(
+        "analyze",
+        help="fit a clean model and a target, print tau and which eps_d can reach it",
+    )
+    analyze.add_argument("--dataset", choices=DATASETS, default="digits")
+    analyze.add_argument("--model", choices=MODELS, default="logreg")
+    analyze.add_argument("--target", choices=TARGETS, default="labelflip")
+    analyze.add_argument(
+        "--epsilon-d", type=_positive_float, nargs="+", default=[0.03, 0.1, 1.0],
+        help="poisoning ratios to check (default: 0.03 0.1 1)",
+    )
+    analyze.add_argument("--flip-fraction", type=float, default=0.5)
+    analyze.add_argument("--scale", type=_positive_float, default=0.5)
+    analyze.add_argument("--random-state", type=int, default=0)
+    analyze.add_argument("--data-home", default=None, help="folder holding the MNIST files")
+    analyze.add_argument("--device", default="auto")
+    analyze.add_argument("--json", action="store_true", help="print JSON")
+    return parser
+
+
+def main(argv=None):
+    """Run the ``skpoison`` command; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "analyze":
+            from .experiments import analyze_poisonability
+
+            report = analyze_poisonability(
+                args.dataset,
+                args.model,
+                target=args.target,
+                epsilon_d=args.epsilon_d,
+                flip_fraction=args.flip_fraction,
+                scale=args.scale,
+                random_state=args.random_state,
+                data_home=args.data_home,
+                device=args.device,
+            )
+            print(json.dumps(report, indent=2) if args.json else _format_analyze(report))
+    except (ValueError, TypeError, OSError) as exc:
+        print(f"skpoison: error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,14 @@
+"""Data sets of the paper: digits, OR, Gaussian, MNIST, and the 70/30 split."""
+
+from ._digits import load_digits
+from ._mnist import fetch_mnist
+from ._split import train_validation_split
+from ._synthetic import make_gaussian, make_or
+
+__all__ = [
+    "fetch_mnist",
+    "load_digits",
+    "make_gaussian",
+    "make_or",
+    "train_validation_split",
+]

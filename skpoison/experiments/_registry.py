@@ -1,0 +1,86 @@
+"""Named datasets, victims and target recipes of the paper's protocol."""
+
+import numpy as np
+from sklearn.linear_model import LogisticRegression, SGDClassifier
+from sklearn.svm import LinearSVC
+
+from ..datasets import fetch_mnist, load_digits, make_gaussian, make_or, train_validation_split
+from ..targets import LabelFlipTarget, ScaledTarget
+
+__all__ = ["DATASETS", "MODELS", "TARGETS", "load_dataset", "make_model", "make_target"]
+
+DATASETS = ("digits", "or", "gaussian", "mnist", "mnist17")
+MODELS = ("logreg", "linear-svc", "sgd")
+TARGETS = ("labelflip", "scaled-labelflip")
+
+
+def load_dataset(name, *, random_state=0, data_home=None):
+    """Return ``(X_train, X_test, y_train, y_test)`` for a named dataset.
+
+    ``digits``, ``or`` and ``gaussian`` are split 70/30 with a seeded stratified split;
+    ``mnist`` (and ``mnist17``, digits 1 and 7) use MNIST's own train and test sets.
+
+    Examples
+    --------
+    >>> from skpoison.experiments import load_dataset
+    >>> X_train, X_test, y_train, y_test = load_dataset("digits")
+    >>> X_train.shape, X_test.shape
+    ((1257, 64), (540, 64))
+    """
+    if name in ("mnist", "mnist17"):
+        digits = (1, 7) if name == "mnist17" else None
+        X_train, y_train = fetch_mnist(data_home, subset="train", digits=digits, return_X_y=True)
+        X_test, y_test = fetch_mnist(data_home, subset="test", digits=digits, return_X_y=True)
+        return X_train, X_test, y_train, y_test
+    if name == "digits":
+        X, y = load_digits(return_X_y=True)
+    elif name == "or":
+        X, y = make_or(random_state=random_state)
+    elif name == "gaussian":
+        X, y = make_gaussian(random_state=random_state)
+    else:
+        raise ValueError(f"Unknown dataset {name!r}; choose one of {DATASETS}.")
+    return train_validation_split(X, y, validation_fraction=0.3, random_state=random_state)
+
+
+def make_model(name, *, random_state=0):
+    """Return an unfitted victim for a named model.
+
+    Examples
+    --------
+    >>> from skpoison.experiments import make_model
+    >>> make_model("logreg")
+    LogisticRegression(max_iter=1000)
+    """
+    if name == "logreg":
+        return LogisticRegression(max_iter=1000)
+    if name == "linear-svc":
+        return LinearSVC(max_iter=10000, random_state=random_state)
+    if name == "sgd":
+        return SGDClassifier(loss="log_loss", alpha=1e-4, random_state=random_state)
+    raise ValueError(f"Unknown model {name!r}; choose one of {MODELS}.")
+
+
+def make_target(name, model, *, random_state=0, flip_fraction=0.5, scale=0.5):
+    """Return an unfitted target recipe for a named target family.
+
+    Examples
+    --------
+    >>> from sklearn.linear_model import LogisticRegression
+    >>> from skpoison.experiments import make_target
+    >>> make_target("labelflip", LogisticRegression())
+    LabelFlipTarget(estimator=LogisticRegression(), flip_fraction=0.5, random_state=0)
+    """
+    if name == "labelflip":
+        return LabelFlipTarget(model, flip_fraction=flip_fraction, random_state=random_state)
+    if name == "scaled-labelflip":
+        return ScaledTarget(
+            LabelFlipTarget(model, flip_fraction=flip_fraction, random_state=random_state),
+            scale=scale,
+        )
+    raise ValueError(f"Unknown target {name!r}; choose one of {TARGETS}.")
+
+
+def accuracy(model, X, y):
+    """Accuracy of ``model`` on ``(X, y)`` as a float."""
+    return float(np.mean(model.predict(X) == y))

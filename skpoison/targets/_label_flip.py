@@ -1,0 +1,106 @@
+"""LabelFlipTarget: the model a victim would learn from label-flipped data."""
+
+from numbers import Real
+
+import numpy as np
+from sklearn.base import _fit_context, clone
+from sklearn.frozen import FrozenEstimator
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import HasMethods, Interval
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import validate_data
+
+from ._base import TargetRecipe
+
+__all__ = ["LabelFlipTarget"]
+
+
+class LabelFlipTarget(TargetRecipe):
+    """Target model fitted on data whose labels were partly flipped.
+
+    A random ``flip_fraction`` of the training labels is replaced by a different class
+    (the other class for binary problems, a uniformly drawn other class otherwise),
+    and a clone of ``estimator`` is fitted on the result.  This is how the KKT and
+    model-targeted attacks choose their targets (paper, appendix C.6).
+
+    Parameters
+    ----------
+    estimator : estimator
+        Unfitted classifier to fit on the flipped data.
+    flip_fraction : float, default=0.3
+        Fraction of training labels to flip, in (0, 1].
+    random_state : int, RandomState instance or None, default=None
+        Seed of the choice of flipped rows and of their new labels.
+
+    Attributes
+    ----------
+    target_ : estimator
+        The classifier fitted on the flipped labels.
+    estimator_ : estimator
+        Same as ``target_``.
+    flipped_indices_ : ndarray of shape (n_flipped,)
+        Rows whose labels were flipped.
+    classes_ : ndarray
+        Class labels.
+    n_features_in_ : int
+        Number of features seen during fit.
+
+    Examples
+    --------
+    >>> from sklearn.linear_model import LogisticRegression
+    >>> from skpoison.datasets import make_gaussian
+    >>> from skpoison.targets import LabelFlipTarget
+    >>> X, y = make_gaussian(random_state=0)
+    >>> flip = LabelFlipTarget(LogisticRegression(), flip_fraction=1.0).fit(X, y)
+    >>> flip.score(X, y) < 0.2
+    True
+    """
+
+    _parameter_constraints = {
+        "estimator": [HasMethods(["fit"])],
+        "flip_fraction": [Interval(Real, 0, 1, closed="right")],
+        "random_state": ["random_state"],
+    }
+
+    def __init__(self, estimator, *, flip_fraction=0.3, random_state=None):
+        self.estimator = estimator
+        self.flip_fraction = flip_fraction
+        self.random_state = random_state
+
+    @_fit_context(prefer_skip_nested_validation=False)
+    def fit(self, X, y):
+        """Flip a fraction of the labels and fit the estimator on the result.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Training data.
+        y : array-like of shape (n_samples,)
+            Class labels.
+
+        Returns
+        -------
+        self : LabelFlipTarget
+        """
+        if isinstance(self.estimator, (FrozenEstimator, TargetRecipe)):
+            raise ValueError(
+                "LabelFlipTarget fits its estimator on flipped labels; pass an unfitted "
+                f"classifier, not {type(self.estimator).__name__}."
+            )
+        X, y = validate_data(self, X, y)
+        check_classification_targets(y)
+        classes = np.unique(y)
+        if len(classes) < 2:
+            raise ValueError("LabelFlipTarget needs at least two classes in y.")
+        rng = check_random_state(self.random_state)
+        n_flip = int(round(self.flip_fraction * len(y)))
+        flipped = np.sort(rng.choice(len(y), size=n_flip, replace=False))
+        y_flipped = y.copy()
+        index = np.searchsorted(classes, y[flipped])
+        # shift by 1..c-1 classes: always a different label, uniform over the others
+        shift = rng.randint(1, len(classes), size=n_flip)
+        y_flipped[flipped] = classes[(index + shift) % len(classes)]
+        target = clone(self.estimator).fit(X, y_flipped)
+        self.flipped_indices_ = flipped
+        self._set_fitted_attributes(target, target)
+        return self
