@@ -8,5 +8,6 @@ recipes, datasets and defenses, as estimators that compose with ``Pipeline``,
 __version__ = "0.1.0"
 
 from ._poisonability import PoisonabilityAnalyzer  # noqa: E402
+from .attacks import GradientCanceling  # noqa: E402
 
-__all__ = ["PoisonabilityAnalyzer", "__version__"]
+__all__ = ["GradientCanceling", "PoisonabilityAnalyzer", "__version__"]

@@ -35,6 +35,10 @@ def _positive_float(text):
     return value
 
 
+def _progress(message):
+    print(f"[skpoison] {message}", file=sys.stderr, flush=True)
+
+
 def build_parser():
     """The argument parser of the ``skpoison`` command."""
     from .experiments import DATASETS, MODELS, TARGETS
@@ -50,18 +54,48 @@ def build_parser():
     )
     analyze.add_argument("--dataset", choices=DATASETS, default="digits")
     analyze.add_argument("--model", choices=MODELS, default="logreg")
-    analyze.add_argument("--target", choices=TARGETS, default="labelflip")
+    analyze.add_argument("--target", choices=TARGETS, default="gradpc")
+    analyze.add_argument(
+        "--epsilon-w", type=_positive_float, default=None,
+        help="parameter budget of the GradPC/RandomPC target (default: 1 for logreg on "
+        "MNIST, 0.5 for nets on MNIST, 0.1 on the small datasets)",
+    )
     analyze.add_argument(
         "--epsilon-d", type=_positive_float, nargs="+", default=[0.03, 0.1, 1.0],
         help="poisoning ratios to check (default: 0.03 0.1 1)",
     )
-    analyze.add_argument("--flip-fraction", type=float, default=0.5)
-    analyze.add_argument("--scale", type=_positive_float, default=0.5)
     analyze.add_argument("--random-state", type=int, default=0)
     analyze.add_argument("--data-home", default=None, help="folder holding the MNIST files")
     analyze.add_argument("--device", default="auto")
     analyze.add_argument("--json", action="store_true", help="print JSON")
+
+    attack = sub.add_parser(
+        "attack",
+        help="run Gradient Canceling at each eps_d, retrain the victim, print the table",
+    )
+    attack.add_argument("--dataset", choices=DATASETS, default="digits")
+    attack.add_argument("--model", choices=MODELS, default="logreg")
+    attack.add_argument("--target", choices=TARGETS, default="gradpc")
+    attack.add_argument("--epsilon-w", type=_positive_float, default=None)
+    attack.add_argument(
+        "--epsilon-d", nargs="+", default=["0.03", "0.1", "1", "tau"],
+        help="poison budgets; 'tau' stands for the target's threshold (default: 0.03 0.1 1 tau)",
+    )
+    attack.add_argument("--max-iter", type=int, default=1000, help="GC steps per budget")
+    attack.add_argument("--clip", choices=["data"], default=None, help="GC-c: clip to data range")
+    attack.add_argument("--random-state", type=int, default=0)
+    attack.add_argument("--data-home", default=None, help="folder holding the MNIST files")
+    attack.add_argument("--device", default="auto")
+    attack.add_argument("--json", action="store_true", help="print JSON")
+    attack.add_argument("--output", default=None, help="folder for results.json, table.md, plot")
+    attack.add_argument("--quiet", action="store_true", help="no progress messages")
     return parser
+
+
+def _budget(text):
+    if text == "tau":
+        return text
+    return _positive_float(text)
 
 
 def main(argv=None):
@@ -77,13 +111,40 @@ def main(argv=None):
                 args.model,
                 target=args.target,
                 epsilon_d=args.epsilon_d,
-                flip_fraction=args.flip_fraction,
-                scale=args.scale,
+                epsilon_w=args.epsilon_w,
                 random_state=args.random_state,
                 data_home=args.data_home,
                 device=args.device,
             )
             print(json.dumps(report, indent=2) if args.json else _format_analyze(report))
+        elif args.command == "attack":
+            from .experiments import attack_report, format_attack_table, write_attack_report
+
+            try:
+                budgets = [_budget(text) for text in args.epsilon_d]
+            except argparse.ArgumentTypeError as exc:
+                parser.error(f"argument --epsilon-d: {exc}")
+            if args.max_iter < 1:
+                parser.error("argument --max-iter: must be at least 1")
+            progress = None if (args.quiet or args.json) else _progress
+            report = attack_report(
+                args.dataset,
+                args.model,
+                target=args.target,
+                epsilon_w=args.epsilon_w,
+                epsilon_d=budgets,
+                max_iter=args.max_iter,
+                clip=args.clip,
+                random_state=args.random_state,
+                data_home=args.data_home,
+                device=args.device,
+                progress=progress,
+            )
+            if args.output:
+                written = write_attack_report(report, args.output)
+                if progress is not None:
+                    progress("wrote " + ", ".join(written))
+            print(json.dumps(report, indent=2) if args.json else format_attack_table(report))
     except (ValueError, TypeError, OSError) as exc:
         print(f"skpoison: error: {exc}", file=sys.stderr)
         return 1

@@ -6,7 +6,7 @@ from sklearn.base import clone
 from sklearn.frozen import FrozenEstimator
 
 from .._poisonability import PoisonabilityAnalyzer
-from ._registry import accuracy, load_dataset, make_model, make_target
+from ._registry import accuracy, default_epsilon_w, load_dataset, make_model, make_target
 
 __all__ = ["analyze_poisonability"]
 
@@ -15,10 +15,9 @@ def analyze_poisonability(
     dataset="digits",
     model="logreg",
     *,
-    target="labelflip",
+    target="gradpc",
     epsilon_d=(0.03, 0.1, 1.0),
-    flip_fraction=0.5,
-    scale=0.5,
+    epsilon_w=None,
     random_state=0,
     data_home=None,
     device="auto",
@@ -31,12 +30,13 @@ def analyze_poisonability(
         A name from :data:`skpoison.experiments.DATASETS`.
     model : str, default="logreg"
         A name from :data:`skpoison.experiments.MODELS`.
-    target : str, default="labelflip"
+    target : str, default="gradpc"
         A name from :data:`skpoison.experiments.TARGETS`.
     epsilon_d : sequence of float, default=(0.03, 0.1, 1.0)
         Poisoning ratios to check against the threshold.
-    flip_fraction, scale : float
-        Parameters of the target recipes.
+    epsilon_w : float or None
+        Parameter budget of the GradPC/RandomPC target; ``None`` uses
+        :func:`default_epsilon_w`.
     random_state : int, default=0
         Seed of the split, the victim and the target.
     data_home : str or None
@@ -66,8 +66,9 @@ def analyze_poisonability(
     )
     victim = make_model(model, random_state=random_state)
     clean = clone(victim).fit(X_train, y_train)
+    epsilon_w = default_epsilon_w(model, dataset) if epsilon_w is None else float(epsilon_w)
     recipe = make_target(
-        target, victim, random_state=random_state, flip_fraction=flip_fraction, scale=scale
+        target, victim, random_state=random_state, epsilon_w=epsilon_w, device=device
     ).fit(X_train, y_train)
     analyzer = PoisonabilityAnalyzer(FrozenEstimator(recipe.target_), device=device).fit(
         X_train, y_train
@@ -84,6 +85,7 @@ def analyze_poisonability(
         "dataset": dataset,
         "model": model,
         "target": target,
+        "epsilon_w": epsilon_w,
         "n_train": int(len(X_train)),
         "n_test": int(len(X_test)),
         "clean_accuracy": accuracy(clean, X_test, y_test),

@@ -286,15 +286,10 @@ class Objective:
             losses = self._losses_from_outputs(
                 functional_call(self.module, params, (X[sl],)), y[sl]
             )
-            grads = torch.autograd.grad(losses.sum(), list(params.values()), allow_unused=True)
-            total += torch.cat(
-                [
-                    torch.zeros(v.numel(), device=self.device, dtype=self.dtype)
-                    if g is None
-                    else g.reshape(-1)
-                    for g, v in zip(grads, params.values())
-                ]
+            grads = torch.autograd.grad(
+                losses.sum(), list(params.values()), materialize_grads=True
             )
+            total += torch.cat([g.reshape(-1) for g in grads])
         return total
 
     def objective_gradient(self, X, y, *, batch_size=None):
@@ -321,20 +316,41 @@ class Objective:
         return torch.cat([grads[k].reshape(len(X), -1) for k in self.params], dim=1)
 
     def poison_feature_gradient(self, X, y, direction):
-        """``grad_X <direction, sum_j grad_w l(z_j; w)>`` for poison rows ``(X, y)``.
+        """``grad_X <r, sum_j grad_w l(z_j; w)>`` for poison rows ``(X, y)``.
 
         This is equation (34) of the paper without its ``1/n`` factor: the gradient of
         the canceling residual's inner product with respect to each poison feature
-        vector.  Exact for any batch of rows, since the sum is additive.
+        vector, exact for any batch of rows since the sum is additive.
+
+        Parameters
+        ----------
+        X, y : array-like or tensor
+            Poison rows.
+        direction : tensor or callable
+            The residual ``r``, or a function mapping the (detached) gradient sum of
+            these rows to ``r`` (one pass: ``r`` computed from the same forward pass).
+
+        Returns
+        -------
+        grad_x : tensor of the shape of ``X``
+        gradient_sum : tensor of shape (n_params,)
+            ``sum_j grad_w l(z_j; w)`` over these rows (detached).
         """
         X = self.as_features(X).detach().requires_grad_(True)
         y = self.encode_labels(y)
         params = OrderedDict((k, v.clone().requires_grad_(True)) for k, v in self.params.items())
         losses = self._losses_from_outputs(functional_call(self.module, params, (X,)), y)
-        grads = torch.autograd.grad(losses.sum(), list(params.values()), create_graph=True)
+        grads = torch.autograd.grad(
+            losses.sum(), list(params.values()), create_graph=True, materialize_grads=True
+        )
         flat = torch.cat([g.reshape(-1) for g in grads])
-        (grad_x,) = torch.autograd.grad(flat @ direction, X)
-        return grad_x
+        gradient_sum = flat.detach()
+        r = direction(gradient_sum) if callable(direction) else direction
+        product = flat @ r
+        if not product.requires_grad:  # e.g. every hinge margin beyond its kink
+            return torch.zeros_like(X), gradient_sum
+        (grad_x,) = torch.autograd.grad(product, X, materialize_grads=True)
+        return grad_x, gradient_sum
 
     # ------------------------------------------------------------ threshold data
     def output_ranges(self, feature_range):

@@ -2,6 +2,14 @@
 
 from ._base import TargetRecipe, resolve_target
 from ._label_flip import LabelFlipTarget
+from ._parameter_corruption import GradPC, RandomPC
 from ._scaled import ScaledTarget
 
-__all__ = ["LabelFlipTarget", "ScaledTarget", "TargetRecipe", "resolve_target"]
+__all__ = [
+    "GradPC",
+    "LabelFlipTarget",
+    "RandomPC",
+    "ScaledTarget",
+    "TargetRecipe",
+    "resolve_target",
+]

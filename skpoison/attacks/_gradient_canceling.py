@@ -1,0 +1,409 @@
+"""Gradient Canceling (Lu, Kamath and Yu 2023, Algorithm 1) as an imbalanced-learn sampler."""
+
+import math
+from numbers import Integral, Real
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, _fit_context
+from sklearn.frozen import FrozenEstimator
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
+from sklearn.utils.multiclass import type_of_target
+from sklearn.utils.validation import check_is_fitted, validate_data
+from tqdm.auto import tqdm
+
+from .._poisonability import PoisonabilityAnalyzer, check_range
+
+__all__ = ["GradientCanceling"]
+
+
+def _cosine(step, total):
+    return 0.5 * (1.0 + math.cos(math.pi * step / max(total, 1)))
+
+
+class _StepRule:
+    """Adam, or SGD with momentum 0.9, on a tensor of poison features."""
+
+    def __init__(self, name, like, beta1=0.9, beta2=0.999, eps=1e-8):
+        self.name = name
+        self.beta1, self.beta2, self.eps = beta1, beta2, eps
+        self.m = torch.zeros_like(like)
+        self.v = torch.zeros_like(like) if name == "adam" else None
+        self.t = 0
+
+    def step(self, X, grad, lr):
+        self.t += 1
+        if self.name == "sgd":
+            self.m = 0.9 * self.m + grad
+            return X - lr * self.m
+        self.m = self.beta1 * self.m + (1 - self.beta1) * grad
+        self.v = self.beta2 * self.v + (1 - self.beta2) * grad**2
+        m_hat = self.m / (1 - self.beta1**self.t)
+        v_hat = self.v / (1 - self.beta2**self.t)
+        return X - lr * m_hat / (torch.sqrt(v_hat) + self.eps)
+
+
+class GradientCanceling(BaseEstimator):
+    """Gradient Canceling: poison that makes the target a stationary point of retraining.
+
+    Builds ``n_poison = round(epsilon_d * n)`` poison points so that the target model
+    ``w`` has (near) vanishing gradient on the clean data plus the poison, i.e. it
+    minimises ``0.5 * ||r||^2`` with ``r = g_hat(mu) + (1/n) sum_j grad_w l(z_j; w)``,
+    where ``g_hat(mu)`` is the clean gradient per clean sample with the penalty of the
+    mixed objective (paper, Algorithm 1 and equation (34)).  Poison starts from a
+    seeded random subsample of the clean data; labels are kept and features are
+    optimised.  ``g(mu)`` is computed once, since the target is fixed.
+
+    It is a *sampler* in the imbalanced-learn sense: :meth:`fit_resample` returns the
+    clean data followed by the poison, so inside :class:`imblearn.pipeline.Pipeline`
+    the poison is injected at fit time only and prediction sees clean data.
+
+    Parameters
+    ----------
+    target : estimator
+        Target model: a recipe from :mod:`skpoison.targets` (fitted on the data seen
+        by :meth:`fit`), a :class:`~sklearn.frozen.FrozenEstimator` of a fitted model,
+        or a fitted model (not clone-safe: use one of the first two in GridSearchCV).
+    epsilon_d : float, default=0.1
+        Poison points per clean point.
+    max_iter : int, default=1000
+        Number of optimisation steps.
+    optimizer : {"adam", "sgd"}, default="adam"
+        ``"adam"``: Adam on the poison features, invariant to the scale of the
+        gradient; its step ``lr`` is in units of the clean data's feature scale (the
+        mean per-feature standard deviation), so the default works across datasets,
+        feature scales and sizes.  ``"sgd"``: the paper's SGD with momentum 0.9 on
+        the residual normalised by ``||g_hat(mu)||``.
+    lr : float or None, default=None
+        Initial step size; ``None`` means 0.05 for ``"adam"`` and 0.5 (the paper's
+        value) for ``"sgd"``.
+    schedule : {"cosine", "constant"}, default="cosine"
+        Step-size schedule over ``max_iter`` steps.
+    tol : float, default=1e-6
+        Stop when the relative gradient norm ``||g(chi)|| / ||g(mu)||`` is at or
+        below ``tol``.
+    batch_size : int or None, default=None
+        ``None``: one pass over the poison per step.  An integer: two exact passes
+        (first the poison gradient sum without a graph, then per batch the feature
+        gradient), so memory is bounded by the batch and the result equals the
+        one-pass one.  Also used to stream the clean gradient.
+    feature_range : (low, high) or None, default=None
+        Box the poison features are projected onto after each step (scalars or
+        per-feature arrays), e.g. ``(0, 1)`` for pixels.
+    clip : {"data"} or None, default=None
+        ``"data"`` clips poison to the clean data's per-feature range (the paper's
+        GC-c); combined with ``feature_range`` the intersection is used.
+    warm_start : bool, default=False
+        Continue from the last ``X_poison_`` when its shape still fits.
+    random_state : int, RandomState instance or None, default=None
+        Seed of the initial subsample (and of torch).
+    device : str, default="auto"
+        Torch device; ``"auto"`` picks CUDA when available.
+    dtype : {"float32", "float64"}, default="float32"
+        Precision of the optimisation.
+    verbose : int, default=0
+        Show a progress bar with the relative gradient norm when positive.
+
+    Attributes
+    ----------
+    X_poison_ : ndarray of shape (n_poison, n_features)
+        The poison features (the best iterate).
+    y_poison_ : ndarray of shape (n_poison,)
+        The poison labels (those of the initial subsample).
+    init_indices_ : ndarray of shape (n_poison,)
+        Rows of the clean data the poison started from.
+    n_poison_ : int
+        Number of poison points.
+    target_ : estimator
+        The fitted target model.
+    objective_ : Objective
+        The target's training objective.
+    analyzer_ : PoisonabilityAnalyzer
+        The analyzer of the target on the clean data (holds ``g(mu)``).
+    threshold_ : float
+        tau of the target on the clean data (``analyzer_.threshold_``).
+    history_ : ndarray of shape (n_iter_,)
+        Relative gradient norm ``||g(chi)|| / ||g(mu)||`` at each step, in the units of
+        :meth:`PoisonabilityAnalyzer.gradient_norm`.
+    gradient_norm_ : float
+        Relative gradient norm of ``X_poison_``.
+    n_iter_ : int
+        Steps taken.
+    converged_ : bool
+        Whether ``tol`` was reached.
+    n_features_in_ : int
+        Number of features seen during fit.
+
+    See Also
+    --------
+    skpoison.PoisonabilityAnalyzer : The threshold below which no poison succeeds.
+
+    Examples
+    --------
+    >>> from sklearn.linear_model import LogisticRegression
+    >>> from skpoison.attacks import GradientCanceling
+    >>> from skpoison.datasets import make_gaussian
+    >>> from skpoison.targets import LabelFlipTarget
+    >>> X, y = make_gaussian(random_state=0)
+    >>> target = LabelFlipTarget(LogisticRegression(), flip_fraction=0.5, random_state=0)
+    >>> gc = GradientCanceling(target, epsilon_d=0.2, max_iter=300, random_state=0)
+    >>> X_mixed, y_mixed = gc.fit_resample(X, y)
+    >>> X_mixed.shape
+    (1200, 10)
+    >>> bool(gc.gradient_norm_ < 0.01 * gc.history_[0])
+    True
+    """
+
+    _parameter_constraints = {
+        "target": [HasMethods(["fit"])],
+        "epsilon_d": [Interval(Real, 0, None, closed="neither")],
+        "max_iter": [Interval(Integral, 1, None, closed="left")],
+        "optimizer": [StrOptions({"adam", "sgd"})],
+        "lr": [Interval(Real, 0, None, closed="neither"), None],
+        "schedule": [StrOptions({"cosine", "constant"})],
+        "tol": [Interval(Real, 0, None, closed="left")],
+        "batch_size": [Interval(Integral, 1, None, closed="left"), None],
+        "feature_range": [tuple, list, None],
+        "clip": [StrOptions({"data"}), None],
+        "warm_start": ["boolean"],
+        "random_state": ["random_state"],
+        "device": [str],
+        "dtype": [StrOptions({"float32", "float64"})],
+        "verbose": ["verbose"],
+    }
+
+    def __init__(
+        self,
+        target,
+        *,
+        epsilon_d=0.1,
+        max_iter=1000,
+        optimizer="adam",
+        lr=None,
+        schedule="cosine",
+        tol=1e-6,
+        batch_size=None,
+        feature_range=None,
+        clip=None,
+        warm_start=False,
+        random_state=None,
+        device="auto",
+        dtype="float32",
+        verbose=0,
+    ):
+        self.target = target
+        self.epsilon_d = epsilon_d
+        self.max_iter = max_iter
+        self.optimizer = optimizer
+        self.lr = lr
+        self.schedule = schedule
+        self.tol = tol
+        self.batch_size = batch_size
+        self.feature_range = feature_range
+        self.clip = clip
+        self.warm_start = warm_start
+        self.random_state = random_state
+        self.device = device
+        self.dtype = dtype
+        self.verbose = verbose
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.required = True
+        tags.input_tags.sparse = False
+        return tags
+
+    # ------------------------------------------------------------------ helpers
+    def _box(self, X):
+        """Projection box ``(low, high)`` per feature, or ``None``."""
+        box = check_range(self.feature_range, "feature_range")
+        if box is not None:
+            low = np.broadcast_to(box[0], (X.shape[1],)).astype(float)
+            high = np.broadcast_to(box[1], (X.shape[1],)).astype(float)
+            if np.any(X < low) or np.any(X > high):
+                raise ValueError(
+                    "The clean data lies outside feature_range; widen the range or pass "
+                    "feature_range=None."
+                )
+        if self.clip == "data":
+            data_low, data_high = X.min(axis=0), X.max(axis=0)
+            if box is None:
+                low, high = data_low, data_high
+            else:
+                low, high = np.maximum(low, data_low), np.minimum(high, data_high)
+        elif box is None:
+            return None
+        return low, high
+
+    def _initial_poison(self, X, y, n_poison, rng):
+        if (
+            self.warm_start
+            and hasattr(self, "X_poison_")
+            and self.X_poison_.shape == (n_poison, X.shape[1])
+        ):
+            return self.init_indices_, self.X_poison_.copy(), self.y_poison_.copy()
+        indices = rng.choice(len(X), size=n_poison, replace=n_poison > len(X))
+        return indices, X[indices].copy(), y[indices].copy()
+
+    def _canceling_step(self, objective, X_p, y_p, base, n):
+        """Residual ``r`` and ``grad_X 0.5||r||^2`` at poison ``X_p`` (exact)."""
+        if self.batch_size is None or self.batch_size >= len(X_p):
+            grad_x, gradient_sum = objective.poison_feature_gradient(
+                X_p, y_p, lambda s: base + s / n
+            )
+            return base + gradient_sum / n, grad_x / n
+        batches = [
+            slice(i, min(i + self.batch_size, len(X_p)))
+            for i in range(0, len(X_p), self.batch_size)
+        ]
+        # pass 1: the poison gradient sum, no graph kept
+        residual = base + objective.loss_gradient_sum(X_p, y_p, batch_size=self.batch_size) / n
+        # pass 2: per batch, the feature gradient of <r, sum_j grad_w l(z_j)>
+        grad_x = torch.cat(
+            [objective.poison_feature_gradient(X_p[b], y_p[b], residual)[0] for b in batches]
+        )
+        return residual, grad_x / n
+
+    # ---------------------------------------------------------------------- fit
+    @_fit_context(prefer_skip_nested_validation=False)
+    def fit(self, X, y):
+        """Build the poison for the clean data ``(X, y)``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Clean training data.
+        y : array-like of shape (n_samples,)
+            Clean labels.
+
+        Returns
+        -------
+        self : GradientCanceling
+        """
+        X, y = validate_data(self, X, y, dtype=[np.float64, np.float32], y_numeric=False)
+        if type_of_target(y) == "continuous" and not _is_regressor_target(self.target):
+            raise ValueError(
+                "Unknown label type: continuous. GradientCanceling attacks classifiers "
+                "unless its target is a regressor."
+            )
+        n = X.shape[0]
+        n_poison = int(round(self.epsilon_d * n))
+        if n_poison < 1:
+            raise ValueError(
+                f"epsilon_d={self.epsilon_d} gives round(epsilon_d * n_samples) = "
+                f"{n_poison} poison points for {n} clean samples; raise epsilon_d."
+            )
+        box = self._box(X)
+        rng = check_random_state(self.random_state)
+        analyzer = PoisonabilityAnalyzer(
+            self.target,
+            feature_range=None if box is None else (box[0], box[1]),
+            batch_size=self.batch_size,
+            device=self.device,
+            dtype=self.dtype,
+        ).fit(X, y)
+        objective = analyzer.objective_
+        self.analyzer_ = analyzer
+        self.target_ = analyzer.target_
+        self.objective_ = objective
+        self.threshold_ = analyzer.threshold_
+
+        indices, X_init, y_poison = self._initial_poison(X, y, n_poison, rng)
+        y_encoded = objective.encode_labels(y_poison)
+        penalty = objective.kappa(n + n_poison) * objective.penalty_gradient()
+        base = (analyzer._clean_loss_sum + penalty) / n
+        clean_norm = float(analyzer._clean_full.norm()) / n
+        clean_norm = max(clean_norm, np.finfo(float).tiny)
+        to_relative = n / ((n + n_poison) * clean_norm)
+
+        X_p = objective.as_features(X_init).clone()
+        low = high = None
+        if box is not None:
+            low = objective.as_features(box[0])
+            high = objective.as_features(box[1])
+            X_p = torch.maximum(torch.minimum(X_p, high), low)
+        if self.optimizer == "adam":
+            scale = float(np.mean(np.std(X, axis=0))) or 1.0
+            lr = (0.05 if self.lr is None else self.lr) * scale
+        else:
+            lr = 0.5 if self.lr is None else self.lr
+        step_rule = _StepRule(self.optimizer, X_p)
+        # the gradient of 0.5 ||r||^2 / ||g_hat(mu)||^2: scale-free in the gradient's units
+        base_norm = float(base.norm())
+        grad_scale = 1.0 / base_norm**2 if base_norm > 0 else 1.0
+
+        history = []
+        best_value, best_X = math.inf, X_p.detach().clone()
+        converged = False
+        progress = tqdm(
+            range(self.max_iter), disable=not self.verbose, desc="GradientCanceling", leave=False
+        )
+        for step in progress:
+            residual, grad_x = self._canceling_step(objective, X_p.detach(), y_encoded, base, n)
+            value = float(residual.norm()) * to_relative
+            if not (math.isfinite(value) and bool(torch.isfinite(grad_x).all())):
+                self._store(objective, best_X, y_poison, indices, history, best_value, step, False)
+                raise FloatingPointError(
+                    f"GradientCanceling hit a non-finite residual or gradient at iteration "
+                    f"{step}; the best finite poison so far (relative gradient norm "
+                    f"{best_value:.3g}) is kept in X_poison_. Lower lr or use dtype='float64'."
+                )
+            history.append(value)
+            if value < best_value:
+                best_value, best_X = value, X_p.detach().clone()
+            if self.verbose:
+                progress.set_postfix(gradient_norm=f"{value:.3e}")
+            if value <= self.tol:
+                converged = True
+                break
+            step_lr = lr * _cosine(step, self.max_iter) if self.schedule == "cosine" else lr
+            X_p = step_rule.step(X_p, grad_x * grad_scale, step_lr)
+            if low is not None:
+                X_p = torch.maximum(torch.minimum(X_p, high), low)
+        progress.close()
+        self._store(objective, best_X, y_poison, indices, history, best_value, len(history), converged)
+        return self
+
+    def _store(self, objective, X_p, y_poison, indices, history, best, n_iter, converged):
+        self.X_poison_ = X_p.detach().cpu().numpy().astype(np.float64)
+        self.y_poison_ = y_poison
+        self.init_indices_ = indices
+        self.n_poison_ = len(y_poison)
+        self.history_ = np.asarray(history, dtype=float)
+        self.gradient_norm_ = float(best)
+        self.n_iter_ = int(n_iter)
+        self.converged_ = bool(converged)
+
+    def fit_resample(self, X, y):
+        """Build the poison and return the clean data followed by it.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Clean training data.
+        y : array-like of shape (n_samples,)
+            Clean labels.
+
+        Returns
+        -------
+        X_resampled : ndarray of shape (n_samples + n_poison, n_features)
+        y_resampled : ndarray of shape (n_samples + n_poison,)
+        """
+        self.fit(X, y)
+        X, y = validate_data(self, X, y, reset=False, dtype=[np.float64, np.float32])
+        X_poison = self.X_poison_.astype(X.dtype, copy=False)
+        return np.vstack([X, X_poison]), np.concatenate([y, self.y_poison_])
+
+    def gradient_norm(self, X_poison=None, y_poison=None):
+        """Relative gradient norm of a poison set (default: the fitted one)."""
+        check_is_fitted(self)
+        if X_poison is None:
+            X_poison, y_poison = self.X_poison_, self.y_poison_
+        return self.analyzer_.gradient_norm(X_poison, y_poison)
+
+
+def _is_regressor_target(target):
+    from sklearn.base import is_regressor
+
+    return is_regressor(target.estimator if isinstance(target, FrozenEstimator) else target)
