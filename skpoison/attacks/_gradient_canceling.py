@@ -5,7 +5,8 @@ from numbers import Integral, Real
 
 import numpy as np
 import torch
-from sklearn.base import BaseEstimator, _fit_context
+from imblearn.base import BaseSampler
+from sklearn.base import _fit_context
 from sklearn.frozen import FrozenEstimator
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
@@ -44,7 +45,7 @@ class _StepRule:
         return X - lr * m_hat / (torch.sqrt(v_hat) + self.eps)
 
 
-class GradientCanceling(BaseEstimator):
+class GradientCanceling(BaseSampler):
     """Gradient Canceling: poison that makes the target a stationary point of retraining.
 
     Builds ``n_poison = round(epsilon_d * n)`` poison points so that the target model
@@ -70,11 +71,12 @@ class GradientCanceling(BaseEstimator):
     max_iter : int, default=1000
         Number of optimisation steps.
     optimizer : {"adam", "sgd"}, default="adam"
-        ``"adam"``: Adam on the poison features, invariant to the scale of the
-        gradient; its step ``lr`` is in units of the clean data's feature scale (the
-        mean per-feature standard deviation), so the default works across datasets,
-        feature scales and sizes.  ``"sgd"``: the paper's SGD with momentum 0.9 on
-        the residual normalised by ``||g_hat(mu)||``.
+        Both descend ``0.5 * ||r||^2 / ||g_hat(mu)||^2`` (the residual normalised by
+        the clean gradient).  ``"adam"`` (default): Adam on the poison features,
+        invariant to the scale of the gradient, with its step ``lr`` in units of the
+        clean data's feature scale (the mean per-feature standard deviation), so the
+        default converges without retuning across datasets, feature scales and
+        sizes.  ``"sgd"``: the paper's SGD with momentum 0.9.
     lr : float or None, default=None
         Initial step size; ``None`` means 0.05 for ``"adam"`` and 0.5 (the paper's
         value) for ``"sgd"``.
@@ -115,6 +117,8 @@ class GradientCanceling(BaseEstimator):
         Rows of the clean data the poison started from.
     n_poison_ : int
         Number of poison points.
+    sampling_strategy_ : dict
+        Poison points added per class label (imbalanced-learn's attribute).
     target_ : estimator
         The fitted target model.
     objective_ : Objective
@@ -122,7 +126,9 @@ class GradientCanceling(BaseEstimator):
     analyzer_ : PoisonabilityAnalyzer
         The analyzer of the target on the clean data (holds ``g(mu)``).
     threshold_ : float
-        tau of the target on the clean data (``analyzer_.threshold_``).
+        tau of the target on the clean data (``analyzer_.threshold_``), for poison
+        within the projection box and, for regression targets, with labels in the
+        clean labels' range (poison keeps clean labels).
     history_ : ndarray of shape (n_iter_,)
         Relative gradient norm ``||g(chi)|| / ||g(mu)||`` at each step, in the units of
         :meth:`PoisonabilityAnalyzer.gradient_norm`.
@@ -147,11 +153,11 @@ class GradientCanceling(BaseEstimator):
     >>> from skpoison.targets import LabelFlipTarget
     >>> X, y = make_gaussian(random_state=0)
     >>> target = LabelFlipTarget(LogisticRegression(), flip_fraction=0.5, random_state=0)
-    >>> gc = GradientCanceling(target, epsilon_d=0.2, max_iter=300, random_state=0)
+    >>> gc = GradientCanceling(target, epsilon_d=1.0, max_iter=300, random_state=0)
     >>> X_mixed, y_mixed = gc.fit_resample(X, y)
     >>> X_mixed.shape
-    (1200, 10)
-    >>> bool(gc.gradient_norm_ < 0.01 * gc.history_[0])
+    (2000, 10)
+    >>> bool(gc.gradient_norm_ < 0.05 * gc.history_[0])
     True
     """
 
@@ -208,10 +214,15 @@ class GradientCanceling(BaseEstimator):
         self.dtype = dtype
         self.verbose = verbose
 
+    # imbalanced-learn's sampler machinery (sampling_strategy) is not used: fit and
+    # fit_resample are defined here; the base class gives the sampler tags
+    _sampling_type = "bypass"
+
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.target_tags.required = True
         tags.input_tags.sparse = False
+        tags.input_tags.dataframe = False
         return tags
 
     # ------------------------------------------------------------------ helpers
@@ -291,14 +302,16 @@ class GradientCanceling(BaseEstimator):
         n_poison = int(round(self.epsilon_d * n))
         if n_poison < 1:
             raise ValueError(
-                f"epsilon_d={self.epsilon_d} gives round(epsilon_d * n_samples) = "
-                f"{n_poison} poison points for {n} clean samples; raise epsilon_d."
+                f"epsilon_d={self.epsilon_d} with n_samples={n} gives "
+                f"round(epsilon_d * n_samples) = {n_poison} poison points; raise epsilon_d."
             )
         box = self._box(X)
         rng = check_random_state(self.random_state)
         analyzer = PoisonabilityAnalyzer(
             self.target,
             feature_range=None if box is None else (box[0], box[1]),
+            # poison keeps clean labels: for regression they stay in the clean range
+            label_range=(y.min(), y.max()) if _is_regressor_target(self.target) else None,
             batch_size=self.batch_size,
             device=self.device,
             dtype=self.dtype,
@@ -343,7 +356,7 @@ class GradientCanceling(BaseEstimator):
             residual, grad_x = self._canceling_step(objective, X_p.detach(), y_encoded, base, n)
             value = float(residual.norm()) * to_relative
             if not (math.isfinite(value) and bool(torch.isfinite(grad_x).all())):
-                self._store(objective, best_X, y_poison, indices, history, best_value, step, False)
+                self._store(best_X, y_poison, indices, history, best_value, step, False)
                 raise FloatingPointError(
                     f"GradientCanceling hit a non-finite residual or gradient at iteration "
                     f"{step}; the best finite poison so far (relative gradient norm "
@@ -362,12 +375,14 @@ class GradientCanceling(BaseEstimator):
             if low is not None:
                 X_p = torch.maximum(torch.minimum(X_p, high), low)
         progress.close()
-        self._store(objective, best_X, y_poison, indices, history, best_value, len(history), converged)
+        self._store(best_X, y_poison, indices, history, best_value, len(history), converged)
         return self
 
-    def _store(self, objective, X_p, y_poison, indices, history, best, n_iter, converged):
+    def _store(self, X_p, y_poison, indices, history, best, n_iter, converged):
         self.X_poison_ = X_p.detach().cpu().numpy().astype(np.float64)
         self.y_poison_ = y_poison
+        labels, counts = np.unique(y_poison, return_counts=True)
+        self.sampling_strategy_ = dict(zip(labels.tolist(), counts.tolist()))
         self.init_indices_ = indices
         self.n_poison_ = len(y_poison)
         self.history_ = np.asarray(history, dtype=float)
@@ -391,7 +406,15 @@ class GradientCanceling(BaseEstimator):
         y_resampled : ndarray of shape (n_samples + n_poison,)
         """
         self.fit(X, y)
+        as_lists = isinstance(X, list)
         X, y = validate_data(self, X, y, reset=False, dtype=[np.float64, np.float32])
+        X_resampled, y_resampled = self._fit_resample(X, y)
+        if as_lists:  # imbalanced-learn returns the container it was given
+            return X_resampled.tolist(), y_resampled.tolist()
+        return X_resampled, y_resampled
+
+    def _fit_resample(self, X, y):
+        """The validated clean data followed by the fitted poison."""
         X_poison = self.X_poison_.astype(X.dtype, copy=False)
         return np.vstack([X, X_poison]), np.concatenate([y, self.y_poison_])
 

@@ -54,7 +54,7 @@ def analyze_poisonability(
     Examples
     --------
     >>> from skpoison.experiments import analyze_poisonability
-    >>> report = analyze_poisonability("or", "logreg", epsilon_d=[0.1, 10.0])
+    >>> report = analyze_poisonability("or", "logreg", epsilon_w=0.5, epsilon_d=[0.1, 10.0])
     >>> report["target_accuracy"] < report["clean_accuracy"]
     True
     >>> [b["poisonable"] for b in report["budgets"]]

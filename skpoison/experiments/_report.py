@@ -138,7 +138,7 @@ def format_attack_table(report, *, markdown=False):
         lines = [head, "", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
         lines += ["| " + " | ".join(c) + " |" for c in cells]
         return "\n".join(lines)
-    widths = [max(len(col), *(len(c[i]) for c in cells)) for i, col in enumerate(columns)]
+    widths = [max([len(col)] + [len(c[i]) for c in cells]) for i, col in enumerate(columns)]
     lines = [head, "", "  ".join(col.rjust(w) for col, w in zip(columns, widths))]
     lines += ["  ".join(c.rjust(w) for c, w in zip(cell, widths)) for cell in cells]
     return "\n".join(lines)

@@ -48,10 +48,11 @@ def as_objective(estimator, *, device="auto", dtype="float32"):
     >>> from skpoison.datasets import make_or
     >>> from skpoison.objectives import as_objective
     >>> X, y = make_or(random_state=0)
-    >>> obj = as_objective(LogisticRegression().fit(X, y), device="cpu", dtype="float64")
+    >>> clf = LogisticRegression(tol=1e-10).fit(X, y)
+    >>> obj = as_objective(clf, device="cpu", dtype="float64")
     >>> obj.kind, obj.n_params
     ('binary_margin', 3)
-    >>> bool(obj.objective_gradient(X, y).norm() < 1e-3)
+    >>> bool(obj.objective_gradient(X, y).norm() < 1e-6)  # stationary at the fit
     True
     """
     if isinstance(estimator, FrozenEstimator):

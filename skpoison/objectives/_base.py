@@ -9,10 +9,12 @@ gradient with respect to poison features that Gradient Canceling needs.
 """
 
 import math
+import warnings
 from collections import OrderedDict
 
 import numpy as np
 import torch
+from sklearn.exceptions import DataConversionWarning
 from torch.func import functional_call, grad, vmap
 
 from ..utils import resolve_device, resolve_dtype, to_tensor
@@ -58,7 +60,12 @@ class Objective:
     classes : ndarray or None
         Class labels for classifiers, in the order of the outputs.
     log_probabilities : bool
-        For ``"cross_entropy"``: the module outputs log-probabilities (``NLLLoss``).
+        For ``"cross_entropy"``: the loss is ``NLLLoss`` of the outputs, which are
+        log-probabilities (or probabilities, see ``probability_epsilon``).
+    probability_epsilon : float or None
+        When set, the outputs are probabilities and the loss is
+        ``NLLLoss(log(p + probability_epsilon))``, as skorch's
+        ``NeuralNetClassifier`` computes it for ``NLLLoss``.
     penalty_weights : dict of str to torch.Tensor or None
         Per-parameter weights ``r_j`` of the L2 penalty; missing names are unpenalised.
     penalty_form : {"sum", "mean"} or None
@@ -90,6 +97,7 @@ class Objective:
         rebuild=None,
         classes=None,
         log_probabilities=False,
+        probability_epsilon=None,
         penalty_weights=None,
         penalty_form=None,
         penalty_strength=0.0,
@@ -120,6 +128,7 @@ class Objective:
         self._rebuild = rebuild
         self.classes = None if classes is None else np.asarray(classes)
         self.log_probabilities = bool(log_probabilities)
+        self.probability_epsilon = probability_epsilon
         self.penalty_form = penalty_form if penalty_strength else None
         self.penalty_strength = float(penalty_strength) if penalty_form else 0.0
         weights = penalty_weights or {}
@@ -210,6 +219,17 @@ class Objective:
                 return y
             y = y.cpu().numpy()
         y = np.asarray(y)
+        if self.classes is not None and y.ndim == 2:
+            if y.shape[1] != 1:
+                raise ValueError(
+                    f"y has shape {y.shape}; a classifier target needs one label per row."
+                )
+            warnings.warn(
+                "A column-vector y was passed when a 1d array was expected; it is raveled.",
+                DataConversionWarning,
+                stacklevel=2,
+            )
+            y = y.ravel()
         if self.classes is None:
             y = np.asarray(y, dtype=float)
             y = y.reshape(len(y), -1)
@@ -246,6 +266,8 @@ class Objective:
             return MARGIN_LOSSES[self.loss].loss(y * h).sum(dim=1)
         if self.kind == "cross_entropy":
             if self.log_probabilities:
+                if self.probability_epsilon is not None:
+                    h = torch.log(h + self.probability_epsilon)
                 return torch.nn.functional.nll_loss(h, y, reduction="none")
             return torch.nn.functional.cross_entropy(h, y, reduction="none")
         return 0.5 * ((h - y) ** 2).sum(dim=1)

@@ -65,6 +65,24 @@ class LinearModule(torch.nn.Module):
         return h
 
 
+class _LinearRebuild:
+    """A fitted copy of a linear model holding other ``coef_``/``intercept_`` (picklable)."""
+
+    def __init__(self, estimator, fit_intercept):
+        self.estimator = estimator
+        self.fit_intercept = fit_intercept
+
+    def __call__(self, new_params):
+        new = copy.deepcopy(self.estimator)
+        coef_shape = np.shape(self.estimator.coef_)
+        new.coef_ = new_params["coef"].numpy().astype(float).reshape(coef_shape)
+        if self.fit_intercept:
+            shape = np.shape(self.estimator.intercept_)
+            values = new_params["intercept"].numpy().astype(float)
+            new.intercept_ = values.reshape(shape) if shape else float(values[0])
+        return new
+
+
 def _unsupported(estimator, what):
     return TypeError(
         f"{type(estimator).__name__} with {what} is not supported: skpoison needs the "
@@ -100,23 +118,13 @@ def _linear_objective(
         groups = [
             [("coef", j)] + ([("intercept", j)] if fit_intercept else []) for j in range(k)
         ]
-    intercept_shape = np.shape(estimator.intercept_)
-
-    def rebuild(new_params):
-        new = copy.deepcopy(estimator)
-        new.coef_ = new_params["coef"].numpy().astype(float).reshape(coef_attr.shape)
-        if fit_intercept:
-            values = new_params["intercept"].numpy().astype(float)
-            new.intercept_ = values.reshape(intercept_shape) if intercept_shape else float(values[0])
-        return new
-
     return Objective(
         module,
         params,
         kind=kind,
         loss=loss,
         estimator=estimator,
-        rebuild=rebuild,
+        rebuild=_LinearRebuild(estimator, fit_intercept),
         classes=classes,
         penalty_weights=weights,
         penalty_form=penalty_form,

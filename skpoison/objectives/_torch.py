@@ -38,6 +38,21 @@ def last_linear_layer(module):
     return name
 
 
+class _NetRebuild:
+    """A fitted copy of a skorch net holding other module parameters (picklable)."""
+
+    def __init__(self, net):
+        self.net = net
+
+    def __call__(self, new_params):
+        new = copy.deepcopy(self.net)
+        current = dict(new.module_.named_parameters())
+        with torch.no_grad():
+            for name, value in new_params.items():
+                current[name].copy_(value.to(current[name].device, current[name].dtype))
+        return new
+
+
 def _weight_decays(net, named):
     """Per-parameter weight decay of the net's optimizer (0 where absent)."""
     decays = {name: 0.0 for name in named}
@@ -64,7 +79,7 @@ def _weight_decays(net, named):
 def skorch_objective(net, *, device, dtype):
     """Objective of a fitted skorch ``NeuralNet``, or ``None`` if ``net`` is not one."""
     try:
-        from skorch import NeuralNet
+        from skorch import NeuralNet, NeuralNetClassifier
     except ImportError:  # pragma: no cover - skorch is a dependency
         return None
     if not isinstance(net, NeuralNet):
@@ -75,12 +90,18 @@ def skorch_objective(net, *, device, dtype):
             "as a target."
         )
     criterion = net.criterion_
+    probability_epsilon = None
     if isinstance(criterion, torch.nn.CrossEntropyLoss):
         log_probabilities = False
         if criterion.label_smoothing:
             raise TypeError("CrossEntropyLoss with label_smoothing is not supported.")
     elif isinstance(criterion, torch.nn.NLLLoss):
         log_probabilities = True
+        if isinstance(net, NeuralNetClassifier):
+            # NeuralNetClassifier's module outputs probabilities and its get_loss takes
+            # log(p + eps), eps of the module's dtype, before NLLLoss
+            dtype = next(net.module_.parameters()).dtype
+            probability_epsilon = float(torch.finfo(dtype).eps)
     else:
         raise TypeError(
             f"criterion {type(criterion).__name__} is not supported; use "
@@ -106,22 +127,15 @@ def skorch_objective(net, *, device, dtype):
     if classes is None:
         classes = np.arange(n_outputs)
 
-    def rebuild(new_params):
-        new = copy.deepcopy(net)
-        current = dict(new.module_.named_parameters())
-        with torch.no_grad():
-            for name, value in new_params.items():
-                current[name].copy_(value.to(current[name].device, current[name].dtype))
-        return new
-
     return Objective(
         module,
         OrderedDict((k, v.detach()) for k, v in named.items()),
         kind="cross_entropy",
         estimator=net,
-        rebuild=rebuild,
+        rebuild=_NetRebuild(net),
         classes=np.asarray(classes),
         log_probabilities=log_probabilities,
+        probability_epsilon=probability_epsilon,
         penalty_weights={k: v for k, v in decays.items()} if has_decay else None,
         penalty_form=form,
         penalty_strength=1.0 if has_decay else 0.0,

@@ -91,7 +91,10 @@ class LabelFlipTarget(TargetRecipe):
         check_classification_targets(y)
         classes = np.unique(y)
         if len(classes) < 2:
-            raise ValueError("LabelFlipTarget needs at least two classes in y.")
+            raise ValueError(
+                f"y holds 1 class ({classes[0]!r}) in {len(y)} samples; LabelFlipTarget "
+                "needs at least two classes to flip labels."
+            )
         rng = check_random_state(self.random_state)
         n_flip = int(round(self.flip_fraction * len(y)))
         flipped = np.sort(rng.choice(len(y), size=n_flip, replace=False))

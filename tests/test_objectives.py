@@ -1,0 +1,791 @@
+"""Objective adapters: each one is the objective its victim actually minimises.
+
+The central test (DESIGN section 2): fit an estimator tightly on (X, y); at the fitted
+parameters the adapter's full objective gradient on (X, y) vanishes, relative to the
+gradient at a perturbed point built by ``objective.to_estimator``.  Non-smooth hinge
+objectives are checked through their subdifferential (KKT) instead.
+"""
+
+import copy
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from scipy.optimize import lsq_linear
+from sklearn.exceptions import NotFittedError
+from sklearn.frozen import FrozenEstimator
+from sklearn.linear_model import (
+    LinearRegression,
+    LogisticRegression,
+    LogisticRegressionCV,
+    Ridge,
+    RidgeClassifier,
+    SGDClassifier,
+)
+from sklearn.metrics import log_loss
+from sklearn.svm import LinearSVC
+from sklearn.tree import DecisionTreeClassifier
+
+from skpoison.objectives import SUPPORTED_ESTIMATORS, Objective, as_objective
+
+F64 = dict(device="cpu", dtype="float64")
+
+
+def fit_quiet(est, X, y):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return est.fit(X, y)
+
+
+def perturbed_gradient_norm(objective, X, y, *, rel_noise=0.3, n_dirs=3):
+    """Smallest objective-gradient norm over a few random relative perturbations of w."""
+    flat = objective.flat_params()
+    norms = []
+    for seed in range(n_dirs):
+        d = torch.as_tensor(np.random.RandomState(seed).normal(size=flat.numel()))
+        d = d / d.norm() * rel_noise * flat.norm()
+        moved = as_objective(objective.to_estimator(flat + d), **F64)
+        norms.append(float(moved.objective_gradient(X, y).norm()))
+    return min(norms)
+
+
+def stationarity_ratio(est, X, y):
+    objective = as_objective(est, **F64)
+    g = float(objective.objective_gradient(X, y).norm())
+    return g / perturbed_gradient_norm(objective, X, y)
+
+
+# ------------------------------------------------------------ smooth sklearn models
+
+TIGHT = dict(tol=1e-10, max_iter=10_000)
+SGD_TIGHT = dict(
+    alpha=1e-2,
+    average=4000,  # average the iterates after a burn-in of 20 epochs
+    learning_rate="constant",
+    max_iter=3000,
+    tol=None,
+    random_state=0,
+)
+
+SMOOTH_CASES = {
+    # id: (estimator factory, data fixture, max ratio)
+    "logreg-binary": (lambda: LogisticRegression(**TIGHT), "gaussian", 1e-4),
+    "logreg-binary-C0.1": (lambda: LogisticRegression(C=0.1, **TIGHT), "gaussian", 1e-4),
+    "logreg-binary-nointercept": (
+        lambda: LogisticRegression(fit_intercept=False, **TIGHT),
+        "gaussian",
+        1e-4,
+    ),
+    "logreg-binary-Cinf": (lambda: LogisticRegression(C=np.inf, **TIGHT), "gaussian", 1e-4),
+    "logreg-binary-Cinf-nointercept": (
+        lambda: LogisticRegression(C=np.inf, fit_intercept=False, **TIGHT),
+        "gaussian",
+        1e-4,
+    ),
+    "logreg-liblinear": (
+        lambda: LogisticRegression(solver="liblinear", **TIGHT),
+        "gaussian",
+        1e-4,
+    ),
+    "logreg-liblinear-scaling2": (
+        lambda: LogisticRegression(solver="liblinear", intercept_scaling=2.0, **TIGHT),
+        "gaussian",
+        1e-4,
+    ),
+    "logreg-multinomial": (lambda: LogisticRegression(**TIGHT), "digits3", 1e-4),
+    "logreg-multinomial-nointercept": (
+        lambda: LogisticRegression(fit_intercept=False, **TIGHT),
+        "digits3",
+        1e-4,
+    ),
+    "logreg-multinomial-Cinf": (lambda: LogisticRegression(C=np.inf, **TIGHT), "blobs3", 1e-4),
+    "sgd-log_loss": (
+        lambda: SGDClassifier(loss="log_loss", eta0=1e-2, **SGD_TIGHT),
+        "gaussian",
+        0.05,
+    ),
+    "sgd-modified_huber": (
+        lambda: SGDClassifier(loss="modified_huber", eta0=1e-3, **SGD_TIGHT),
+        "gaussian",
+        0.05,
+    ),
+    "sgd-squared_hinge": (
+        lambda: SGDClassifier(loss="squared_hinge", eta0=1e-3, **SGD_TIGHT),
+        "gaussian",
+        0.05,
+    ),
+    "sgd-log_loss-ovr": (
+        lambda: SGDClassifier(loss="log_loss", eta0=1e-2, **SGD_TIGHT),
+        "blobs3",
+        0.05,
+    ),
+    "sgd-modified_huber-ovr": (
+        lambda: SGDClassifier(loss="modified_huber", eta0=1e-3, **SGD_TIGHT),
+        "blobs3",
+        0.05,
+    ),
+    "linearsvc-squared_hinge": (lambda: LinearSVC(**TIGHT), "gaussian", 1e-6),
+    "linearsvc-squared_hinge-scaling2": (
+        lambda: LinearSVC(intercept_scaling=2.0, **TIGHT),
+        "gaussian",
+        1e-6,
+    ),
+    "linearsvc-squared_hinge-nointercept": (
+        lambda: LinearSVC(fit_intercept=False, **TIGHT),
+        "gaussian",
+        1e-6,
+    ),
+    "linearsvc-squared_hinge-ovr": (lambda: LinearSVC(**TIGHT), "digits3", 1e-6),
+    "ridgeclassifier-binary": (lambda: RidgeClassifier(alpha=1.0), "gaussian", 1e-10),
+    "ridgeclassifier-ovr": (lambda: RidgeClassifier(alpha=1.0), "digits3", 1e-10),
+}
+
+
+@pytest.mark.parametrize("case", sorted(SMOOTH_CASES))
+def test_gradient_vanishes_at_fitted_parameters(case, request):
+    factory, data, max_ratio = SMOOTH_CASES[case]
+    X, y = request.getfixturevalue(data)
+    est = fit_quiet(factory(), X, y)
+    assert stationarity_ratio(est, X, y) < max_ratio
+
+
+REGRESSION_CASES = {
+    "ridge-1d": (lambda: Ridge(alpha=1.0), False),
+    "ridge-2d": (lambda: Ridge(alpha=1.0), True),
+    "ridge-nointercept": (lambda: Ridge(alpha=3.0, fit_intercept=False), False),
+    "linearregression-1d": (LinearRegression, False),
+    "linearregression-2d": (LinearRegression, True),
+}
+
+
+@pytest.mark.parametrize("case", sorted(REGRESSION_CASES))
+def test_gradient_vanishes_regression(case, regression):
+    X, y, Y = regression
+    factory, two_d = REGRESSION_CASES[case]
+    target = Y if two_d else y
+    est = factory().fit(X, target)
+    assert stationarity_ratio(est, X, target) < 1e-10
+
+
+def test_sgd_mean_form_is_what_makes_the_gradient_vanish(gaussian):
+    # control for the SGD tests: with the penalty in sum form (kappa = alpha instead of
+    # alpha * N) the fitted SGD model is far from stationary
+    X, y = gaussian
+    est = fit_quiet(SGDClassifier(loss="log_loss", eta0=1e-2, **SGD_TIGHT), X, y)
+    obj = as_objective(est, **F64)
+    right = obj.objective_gradient(X, y).norm()
+    wrong = obj.loss_gradient_sum(X, y) + est.alpha * obj.penalty_gradient()
+    assert float(wrong.norm()) > 20 * float(right)
+
+
+# --------------------------------------------------------------------- hinge (KKT)
+
+
+def hinge_kkt_residual(est, X, y, delta, objective=None):
+    """Norm of the smallest element of the subdifferential of the hinge objective.
+
+    ``objective_gradient`` picks one subgradient at each kink; points whose margin is
+    within ``delta`` of 1 may move their weight anywhere in [0, 1] (KKT).  Returns the
+    residual after the best such move, and the norm of the perturbed-point gradient.
+    """
+    obj = as_objective(est, **F64) if objective is None else objective
+    g = obj.objective_gradient(X, y).numpy()
+    h = obj.outputs(X).numpy()
+    Y = obj.encode_labels(y).numpy().reshape(len(X), -1)
+    T = Y * h
+    n, d = X.shape
+    k = h.shape[1]
+    cols, low, high = [], [], []
+    for j in range(k):
+        for i in np.flatnonzero(np.abs(T[:, j] - 1.0) <= delta):
+            D = np.zeros(obj.n_params)
+            D[j * d : (j + 1) * d] = -Y[i, j] * X[i]
+            if obj.fit_intercept:
+                D[k * d + j] = -Y[i, j]
+            used = 1.0 if T[i, j] <= 1.0 else 0.0  # what autograd chose at the kink
+            cols.append(D)
+            low.append(-used)
+            high.append(1.0 - used + 1e-15)
+    if cols:
+        A = np.array(cols).T
+        beta = lsq_linear(A, -g, bounds=(np.array(low), np.array(high))).x
+        g = g + A @ beta
+    return float(np.linalg.norm(g)), perturbed_gradient_norm(as_objective(est, **F64), X, y)
+
+
+@pytest.mark.parametrize(
+    "factory, data, delta",
+    [
+        (lambda: LinearSVC(loss="hinge", **TIGHT), "gaussian", 1e-6),
+        (lambda: LinearSVC(loss="hinge", intercept_scaling=2.0, **TIGHT), "gaussian", 1e-6),
+        (lambda: LinearSVC(loss="hinge", **TIGHT), "digits3", 1e-6),
+        (lambda: SGDClassifier(loss="hinge", eta0=1e-3, **SGD_TIGHT), "gaussian", 0.05),
+        (lambda: SGDClassifier(loss="hinge", eta0=1e-3, **SGD_TIGHT), "blobs3", 0.05),
+    ],
+    ids=["linearsvc", "linearsvc-scaling2", "linearsvc-ovr", "sgd", "sgd-ovr"],
+)
+def test_hinge_subgradient_vanishes(factory, data, delta, request):
+    X, y = request.getfixturevalue(data)
+    est = fit_quiet(factory(), X, y)
+    residual, perturbed = hinge_kkt_residual(est, X, y, delta)
+    assert residual < 1e-3 * perturbed
+
+
+def test_hinge_kkt_control_fails_with_wrong_intercept_penalty(gaussian):
+    # control: the KKT residual is not small when the intercept is treated as unpenalised,
+    # which liblinear does not do (so the KKT test above does detect such mistakes)
+    X, y = gaussian
+    est = fit_quiet(LinearSVC(loss="hinge", intercept_scaling=0.5, **TIGHT), X, y)
+    obj = as_objective(est, **F64)
+    assert obj.penalty_weights["intercept"].item() == pytest.approx(4.0)  # 1 / scaling^2
+    residual, perturbed = hinge_kkt_residual(est, X, y, 1e-6, objective=obj)
+    assert residual < 1e-3 * perturbed
+    obj.penalty_weights["intercept"].zero_()
+    residual, perturbed = hinge_kkt_residual(est, X, y, 1e-6, objective=obj)
+    assert residual > 1e-2 * perturbed
+
+
+# --------------------------------------------------------------------- skorch nets
+
+
+def test_gradient_vanishes_skorch_cross_entropy(net_ce, or_data):
+    X, y = or_data
+    obj = as_objective(net_ce, **F64)
+    assert obj.kind == "cross_entropy" and not obj.log_probabilities
+    assert obj.penalty_form is None
+    assert stationarity_ratio(net_ce, X, y) < 1e-4
+
+
+def test_gradient_vanishes_skorch_nll_log_softmax(net_nll, or_data):
+    X, y = or_data
+    obj = as_objective(net_nll, **F64)
+    assert obj.log_probabilities
+    # the per-sample losses are the negative log-likelihoods of the net
+    logp = net_nll.module_(torch.as_tensor(X)).detach()
+    expected = -logp[np.arange(len(y)), y]
+    np.testing.assert_allclose(obj.sample_losses(X, y).numpy(), expected.numpy(), rtol=1e-12)
+    assert stationarity_ratio(net_nll, X, y) < 1e-4
+
+
+def test_weight_decay_enters_as_mean_form_penalty(net_wd, or_data):
+    X, y = or_data
+    n = len(X)
+    obj = as_objective(net_wd, **F64)
+    assert obj.penalty_form == "mean"
+    assert obj.kappa(n) == pytest.approx(n * obj.penalty_strength)
+    for name, weight in obj.penalty_weights.items():
+        np.testing.assert_allclose((weight * obj.penalty_strength).numpy(), 1e-2, err_msg=name)
+    full = float(obj.objective_gradient(X, y).norm())
+    perturbed = perturbed_gradient_norm(obj, X, y)
+    assert full < 1e-2 * perturbed
+    # without the penalty term the gradient is not small
+    loss_only = float(obj.loss_gradient_sum(X, y).norm())
+    assert loss_only > 100 * full
+    # the penalty gradient is weight_decay * w, per sample (torch's SGD)
+    flat = obj.flat_params()
+    np.testing.assert_allclose(
+        (obj.kappa(n) * obj.penalty_gradient() / n).numpy(), (1e-2 * flat).numpy(), rtol=1e-12
+    )
+
+
+def test_skorch_classifier_default_nllloss_on_probabilities(or_data, mlp_class):
+    from skorch import NeuralNetClassifier
+
+    X, y = or_data
+    torch.manual_seed(0)
+    net = NeuralNetClassifier(  # skorch's default criterion: NLLLoss on probabilities
+        mlp_class,
+        module__output="softmax",
+        optimizer=torch.optim.LBFGS,
+        lr=1.0,
+        optimizer__line_search_fn="strong_wolfe",
+        optimizer__tolerance_grad=1e-12,
+        optimizer__tolerance_change=0.0,
+        optimizer__max_iter=50,
+        max_epochs=20,
+        batch_size=-1,
+        train_split=None,
+        callbacks="disable",
+    )
+    fit_quiet(net, X, y)
+    obj = as_objective(net, **F64)
+    proba = net.predict_proba(X)
+    expected = -np.log(proba[np.arange(len(y)), y] + np.finfo(np.float64).eps)
+    np.testing.assert_allclose(obj.sample_losses(X, y).numpy(), expected, rtol=1e-6)
+
+
+def test_dropout_is_evaluated_in_eval_mode(or_data, mlp_class):
+    from skorch import NeuralNetClassifier
+
+    X, y = or_data
+    torch.manual_seed(0)
+    net = NeuralNetClassifier(
+        mlp_class,
+        module__dropout=0.5,
+        module__n_hidden=16,
+        criterion=torch.nn.CrossEntropyLoss,
+        max_epochs=2,
+        batch_size=-1,
+        train_split=None,
+        callbacks="disable",
+    )
+    fit_quiet(net, X, y)
+    obj = as_objective(net, **F64)
+    first, second = obj.outputs(X), obj.outputs(X)
+    assert torch.equal(first, second)
+    net.module_.eval()
+    np.testing.assert_allclose(
+        first.numpy(), net.module_(torch.as_tensor(X)).detach().numpy(), rtol=1e-12
+    )
+    # dropout is really active in train mode, so the check above means something
+    net.module_.train()
+    assert not torch.allclose(net.module_(torch.as_tensor(X)), first)
+    g1, g2 = obj.loss_gradient_sum(X, y), obj.loss_gradient_sum(X, y)
+    assert torch.equal(g1, g2)
+
+
+def test_skorch_frozen_net_is_unwrapped(net_ce, or_data):
+    X, y = or_data
+    a = as_objective(net_ce, **F64)
+    b = as_objective(FrozenEstimator(net_ce), **F64)
+    assert b.estimator is net_ce
+    assert torch.equal(a.loss_gradient_sum(X, y), b.loss_gradient_sum(X, y))
+    assert b.head == ["out.weight", "out.bias"]
+
+
+def test_skorch_to_estimator(net_ce, or_data):
+    X, _ = or_data
+    obj = as_objective(net_ce, **F64)
+    before = {k: v.detach().clone() for k, v in net_ce.module_.named_parameters()}
+    flat = obj.flat_params()
+    new = obj.to_estimator(2.0 * flat)
+    for name, value in net_ce.module_.named_parameters():
+        assert torch.equal(value, before[name])
+    for name, value in new.module_.named_parameters():
+        assert torch.allclose(value, 2.0 * before[name])
+    np.testing.assert_allclose(
+        new.forward(X).numpy(), obj.outputs(X, obj.unflatten(2.0 * flat)).numpy(), rtol=1e-12
+    )
+
+
+# ------------------------------------------------------------- gradient bookkeeping
+
+
+def _fitted(kind, data):
+    X, y = data
+    if kind == "binary":
+        return LogisticRegression(C=2.0).fit(X, y)
+    if kind == "multinomial":
+        return fit_quiet(LogisticRegression(), X, y)
+    if kind == "ovr":
+        return fit_quiet(LinearSVC(), X, y)
+    raise AssertionError(kind)
+
+
+@pytest.mark.parametrize(
+    "kind, data",
+    [("binary", "gaussian"), ("multinomial", "digits3"), ("ovr", "blobs3")],
+)
+def test_per_sample_gradients_sum_and_batching(kind, data, request):
+    X, y = request.getfixturevalue(data)
+    obj = as_objective(_fitted(kind, (X, y)), **F64)
+    per_sample = obj.per_sample_gradients(X, y)
+    assert per_sample.shape == (len(X), obj.n_params)
+    total = obj.loss_gradient_sum(X, y)
+    np.testing.assert_allclose(per_sample.sum(0).numpy(), total.numpy(), rtol=1e-10, atol=1e-10)
+    batched = obj.loss_gradient_sum(X, y, batch_size=7)
+    np.testing.assert_allclose(batched.numpy(), total.numpy(), rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(
+        obj.objective_gradient(X, y, batch_size=7).numpy(),
+        obj.objective_gradient(X, y).numpy(),
+        rtol=1e-10,
+        atol=1e-10,
+    )
+    np.testing.assert_allclose(
+        obj.mean_gradient(X, y).numpy(), (obj.objective_gradient(X, y) / len(X)).numpy()
+    )
+
+
+def test_per_sample_gradients_regression_and_net(regression, net_ce, or_data):
+    X, _, Y = regression
+    obj = as_objective(Ridge(alpha=1.0).fit(X, Y), **F64)
+    per_sample = obj.per_sample_gradients(X, Y)
+    np.testing.assert_allclose(
+        per_sample.sum(0).numpy(),
+        obj.loss_gradient_sum(X, Y, batch_size=7).numpy(),
+        rtol=1e-10,
+        atol=1e-12,
+    )
+    # squared loss: grad_coef = (h - y) x^T, grad_intercept = h - y (independent formula)
+    est = obj.estimator
+    resid = est.predict(X[:1]) - Y[:1]
+    expected = np.concatenate([np.outer(resid[0], X[0]).ravel(), resid[0]])
+    np.testing.assert_allclose(per_sample[0].numpy(), expected, rtol=1e-10)
+
+    Xo, yo = or_data
+    obj = as_objective(net_ce, **F64)
+    np.testing.assert_allclose(
+        obj.per_sample_gradients(Xo, yo).sum(0).numpy(),
+        obj.loss_gradient_sum(Xo, yo, batch_size=7).numpy(),
+        rtol=1e-9,
+        atol=1e-12,
+    )
+
+
+def test_logistic_gradient_matches_closed_form(gaussian):
+    # binary logistic loss: grad = -y sigmoid(-t) [x, 1] with t = y h, y in {-1, +1}
+    X, y = gaussian
+    est = LogisticRegression(C=2.0).fit(X, y)
+    obj = as_objective(est, **F64)
+    ypm = 2.0 * y - 1.0
+    t = ypm * est.decision_function(X)
+    coef_factor = -ypm / (1.0 + np.exp(t))
+    expected = np.concatenate([X.T @ coef_factor, [coef_factor.sum()]])
+    np.testing.assert_allclose(obj.loss_gradient_sum(X, y).numpy(), expected, rtol=1e-10)
+    # and the per-sample losses are sklearn's log-loss
+    assert float(obj.sample_losses(X, y).mean()) == pytest.approx(
+        log_loss(y, est.predict_proba(X)), rel=1e-10
+    )
+
+
+def test_multinomial_losses_match_log_loss(digits3):
+    X, y = digits3
+    est = fit_quiet(LogisticRegression(), X, y)
+    obj = as_objective(est, **F64)
+    assert obj.kind == "cross_entropy"
+    assert float(obj.sample_losses(X, y).mean()) == pytest.approx(
+        log_loss(y, est.predict_proba(X)), rel=1e-9
+    )
+
+
+@pytest.mark.parametrize(
+    "factory, data",
+    [
+        (lambda: LogisticRegression(), "gaussian"),
+        (lambda: LogisticRegression(), "digits3"),
+        (lambda: LinearSVC(), "blobs3"),
+        (lambda: RidgeClassifier(), "gaussian"),
+        (lambda: SGDClassifier(random_state=0), "blobs3"),
+    ],
+)
+def test_outputs_are_decision_function(factory, data, request):
+    X, y = request.getfixturevalue(data)
+    est = fit_quiet(factory(), X, y)
+    obj = as_objective(est, **F64)
+    out = obj.outputs(X).numpy()
+    expected = est.decision_function(X)
+    np.testing.assert_allclose(out.reshape(expected.shape), expected)
+
+
+def test_poison_feature_gradient_matches_closed_form(gaussian):
+    # binary logistic: <d, grad_w l> = l'(t) y (d_w . x + d_b), so its gradient in x is
+    # l''(t) (d_w . x + d_b) w + l'(t) y d_w   (y^2 = 1; l' = -sigmoid(-t), l'' = s(1-s))
+    X, y = gaussian
+    est = LogisticRegression(C=2.0).fit(X, y)
+    obj = as_objective(est, **F64)
+    rng = np.random.RandomState(0)
+    direction = torch.as_tensor(rng.normal(size=obj.n_params))
+    Xp, yp = X[:9] + rng.normal(size=(9, X.shape[1])), y[:9]
+    got, gradient_sum = obj.poison_feature_gradient(Xp, yp, direction)
+    got = got.numpy()
+    np.testing.assert_allclose(gradient_sum.numpy(), obj.loss_gradient_sum(Xp, yp).numpy())
+    w, b = est.coef_.ravel(), est.intercept_[0]
+    d_w, d_b = direction.numpy()[:-1], direction.numpy()[-1]
+    ypm = 2.0 * yp - 1.0
+    t = ypm * (Xp @ w + b)
+    sig = 1.0 / (1.0 + np.exp(t))  # sigmoid(-t)
+    inner = Xp @ d_w + d_b
+    expected = (sig * (1 - sig) * inner)[:, None] * w[None, :]
+    expected += (-sig * ypm)[:, None] * d_w[None, :]
+    np.testing.assert_allclose(got, expected, rtol=1e-10, atol=1e-12)
+
+
+def test_poison_feature_gradient_finite_differences(digits3, net_wd, or_data):
+    # multinomial model and a (weight-decayed, so smooth) net: compare with central
+    # differences of <d, sum grad_w l>
+    for est, (X, y) in ((fit_quiet(LogisticRegression(), *digits3), digits3), (net_wd, or_data)):
+        obj = as_objective(est, **F64)
+        rng = np.random.RandomState(1)
+        direction = torch.as_tensor(rng.normal(size=obj.n_params))
+        Xp, yp = X[:3].copy(), y[:3]
+        got = obj.poison_feature_gradient(Xp, yp, direction)[0].numpy()
+        # the one-pass form: r computed from the rows' own gradient sum
+        one_pass = obj.poison_feature_gradient(Xp, yp, lambda g: direction)[0].numpy()
+        np.testing.assert_allclose(one_pass, got)
+
+        def value(Z):
+            return float(obj.loss_gradient_sum(Z, yp) @ direction)
+
+        h = 1e-6
+        for i, j in [(0, 0), (1, X.shape[1] - 1), (2, X.shape[1] // 2)]:
+            up, down = Xp.copy(), Xp.copy()
+            up[i, j] += h
+            down[i, j] -= h
+            numeric = (value(up) - value(down)) / (2 * h)
+            assert got[i, j] == pytest.approx(numeric, rel=1e-5, abs=1e-7)
+
+
+def test_penalty_forms_and_kappa(gaussian, regression, net_ce, net_wd):
+    X, y = gaussian
+    obj = as_objective(LogisticRegression(C=2.0).fit(X, y), **F64)
+    assert obj.penalty_form == "sum"
+    for n in (1, 10, 1000):
+        assert obj.kappa(n) == pytest.approx(0.5)
+    # intercept unpenalised (lbfgs); penalty gradient is (coef, 0)
+    flat = obj.flat_params()
+    np.testing.assert_allclose(
+        obj.penalty_gradient().numpy(), np.concatenate([flat[:-1].numpy(), [0.0]])
+    )
+
+    sgd = fit_quiet(SGDClassifier(alpha=0.01, random_state=0), X, y)
+    obj = as_objective(sgd, **F64)
+    assert obj.penalty_form == "mean"
+    for n in (1, 10, 1000):
+        assert obj.kappa(n) == pytest.approx(0.01 * n)
+    assert obj.penalty_weights["intercept"].item() == 0.0
+
+    obj = as_objective(LogisticRegression(C=np.inf).fit(X, y), **F64)
+    assert obj.penalty_form is None and obj.kappa(100) == 0.0
+
+    obj = as_objective(fit_quiet(LinearSVC(C=4.0, intercept_scaling=2.0), X, y), **F64)
+    assert obj.penalty_form == "sum" and obj.kappa(77) == pytest.approx(0.25)
+    assert obj.penalty_weights["intercept"].item() == pytest.approx(0.25)  # 1 / scaling^2
+
+    obj = as_objective(LogisticRegression(solver="liblinear").fit(X, y), **F64)
+    assert obj.penalty_weights["intercept"].item() == pytest.approx(1.0)
+
+    obj = as_objective(fit_quiet(SGDClassifier(penalty=None, random_state=0), X, y), **F64)
+    assert obj.penalty_form is None and obj.kappa(10) == 0.0
+
+    Xr, yr, _ = regression
+    obj = as_objective(Ridge(alpha=3.0).fit(Xr, yr), **F64)
+    assert obj.penalty_form == "sum" and obj.kappa(5) == pytest.approx(3.0)
+    obj = as_objective(LinearRegression().fit(Xr, yr), **F64)
+    assert obj.penalty_form is None and obj.kappa(5) == 0.0
+
+    assert as_objective(net_ce, **F64).penalty_form is None
+    wd = as_objective(net_wd, **F64)
+    assert wd.penalty_form == "mean" and wd.kappa(10) == pytest.approx(10 * wd.penalty_strength)
+
+
+def test_to_estimator_does_not_modify_source(gaussian, regression):
+    X, y = gaussian
+    est = LogisticRegression().fit(X, y)
+    coef, intercept = est.coef_.copy(), est.intercept_.copy()
+    obj = as_objective(est, **F64)
+    flat = obj.flat_params()
+    new = obj.to_estimator(-flat)
+    np.testing.assert_array_equal(est.coef_, coef)
+    np.testing.assert_array_equal(est.intercept_, intercept)
+    assert new is not est
+    np.testing.assert_allclose(new.coef_, -coef)
+    np.testing.assert_allclose(new.intercept_, -intercept)
+    np.testing.assert_allclose(new.decision_function(X), -est.decision_function(X))
+    # the objective's own parameters are not changed either
+    assert torch.equal(obj.flat_params(), flat)
+    with pytest.raises(ValueError, match="shape"):
+        obj.to_estimator(flat[:-1])
+
+    Xr, yr, _ = regression
+    ridge = Ridge().fit(Xr, yr)
+    obj = as_objective(ridge, **F64)
+    new = obj.to_estimator(2 * obj.flat_params())
+    assert np.shape(new.intercept_) == np.shape(ridge.intercept_)
+    assert new.coef_.shape == ridge.coef_.shape
+    np.testing.assert_allclose(new.predict(Xr), 2 * ridge.predict(Xr))
+
+
+def test_frozen_estimator_is_unwrapped(gaussian):
+    X, y = gaussian
+    est = LogisticRegression().fit(X, y)
+    obj = as_objective(FrozenEstimator(est), **F64)
+    assert obj.estimator is est
+    direct = as_objective(est, **F64)
+    assert torch.equal(obj.loss_gradient_sum(X, y), direct.loss_gradient_sum(X, y))
+
+
+def test_float32_default_close_to_float64(gaussian):
+    X, y = gaussian
+    est = LogisticRegression().fit(X, y)
+    g32 = as_objective(est, device="cpu").loss_gradient_sum(X, y)
+    g64 = as_objective(est, **F64).loss_gradient_sum(X, y)
+    assert g32.dtype == torch.float32
+    np.testing.assert_allclose(g32.numpy(), g64.numpy(), rtol=1e-4, atol=1e-4)
+
+
+# ------------------------------------------------------------------ bad input
+
+
+@pytest.mark.parametrize(
+    "factory, match",
+    [
+        (lambda: DecisionTreeClassifier(random_state=0), "LogisticRegression"),
+        (lambda: LogisticRegression(penalty="l1", solver="liblinear"), "L1.*L2 or no penalty"),
+        (lambda: LogisticRegression(l1_ratio=1.0, solver="saga", max_iter=50), "L1.*L2"),
+        (lambda: LogisticRegression(l1_ratio=0.5, solver="saga", max_iter=50), "L1.*L2"),
+        (lambda: LogisticRegression(class_weight="balanced"), "class_weight.*no sample or class"),
+        (lambda: LogisticRegressionCV(Cs=2, cv=2), "LogisticRegressionCV"),
+        (lambda: SGDClassifier(loss="perceptron"), "perceptron.*log_loss.*modified_huber"),
+        (lambda: SGDClassifier(penalty="l1"), "penalty='l1'.*L2"),
+        (lambda: SGDClassifier(class_weight="balanced"), "class_weight"),
+        (lambda: LinearSVC(class_weight="balanced"), "class_weight"),
+        (lambda: LinearSVC(penalty="l1", dual=False), "penalty"),
+        (lambda: RidgeClassifier(class_weight="balanced"), "class_weight"),
+    ],
+)
+def test_unsupported_classifiers_raise_type_error(factory, match, gaussian):
+    X, y = gaussian
+    est = fit_quiet(factory(), X, y)
+    with pytest.raises(TypeError, match=match):
+        as_objective(est, **F64)
+
+
+def test_unsupported_error_names_supported_estimators(gaussian):
+    X, y = gaussian
+    with pytest.raises(TypeError) as info:
+        as_objective(DecisionTreeClassifier().fit(X, y))
+    message = str(info.value)
+    assert "DecisionTreeClassifier" in message
+    for name in ("LogisticRegression", "SGDClassifier", "LinearSVC", "Ridge", "skorch"):
+        assert name in message
+    assert len(SUPPORTED_ESTIMATORS) >= 7
+
+
+def test_unsupported_regressors_and_nets(regression, or_data, mlp_class):
+    X, y, Y = regression
+    with pytest.raises(TypeError, match="positive"):
+        as_objective(Ridge(positive=True).fit(X, y))
+    with pytest.raises(TypeError, match="positive"):
+        as_objective(LinearRegression(positive=True).fit(X, y))
+    with pytest.raises(TypeError, match="alpha"):
+        as_objective(Ridge(alpha=np.array([1.0, 2.0])).fit(X, Y))
+
+    from skorch import NeuralNetClassifier
+
+    Xo, yo = or_data
+    base = dict(max_epochs=1, batch_size=-1, train_split=None, callbacks="disable")
+    net = NeuralNetClassifier(mlp_class, criterion=torch.nn.MultiMarginLoss, **base)
+    fit_quiet(net, Xo, yo)
+    with pytest.raises(TypeError, match="CrossEntropyLoss"):
+        as_objective(net)
+    net = fit_quiet(
+        NeuralNetClassifier(
+            mlp_class,
+            criterion=torch.nn.CrossEntropyLoss,
+            criterion__label_smoothing=0.1,
+            **base,
+        ),
+        Xo,
+        yo,
+    )
+    with pytest.raises(TypeError, match="label_smoothing"):
+        as_objective(net)
+    net = fit_quiet(
+        NeuralNetClassifier(
+            mlp_class,
+            criterion=torch.nn.CrossEntropyLoss,
+            criterion__weight=torch.tensor([1.0, 2.0], dtype=torch.float64),
+            **base,
+        ),
+        Xo,
+        yo,
+    )
+    with pytest.raises(TypeError, match="weights"):
+        as_objective(net)
+
+
+def test_adamw_decoupled_decay_warns_and_is_ignored(or_data, mlp_class):
+    from skorch import NeuralNetClassifier
+
+    X, y = or_data
+    net = NeuralNetClassifier(
+        mlp_class,
+        criterion=torch.nn.CrossEntropyLoss,
+        optimizer=torch.optim.AdamW,
+        optimizer__weight_decay=0.1,
+        max_epochs=1,
+        batch_size=-1,
+        train_split=None,
+        callbacks="disable",
+    )
+    fit_quiet(net, X, y)
+    with pytest.warns(UserWarning, match="AdamW"):
+        obj = as_objective(net, **F64)
+    assert obj.penalty_form is None
+
+
+def test_unfitted_raises_not_fitted(mlp_class):
+    from skorch import NeuralNetClassifier
+
+    for est in (LogisticRegression(), SGDClassifier(), LinearSVC(), Ridge(), LinearRegression()):
+        with pytest.raises(NotFittedError):
+            as_objective(est)
+    with pytest.raises(NotFittedError):
+        as_objective(NeuralNetClassifier(mlp_class))
+
+
+def test_unknown_labels_raise_value_error(gaussian, digits3, net_ce, regression):
+    X, y = gaussian
+    obj = as_objective(LogisticRegression().fit(X, y), **F64)
+    np.testing.assert_array_equal(obj.encode_labels(np.array([0, 1, 1])).numpy(), [-1, 1, 1])
+    with pytest.raises(ValueError, match=r"\[2\]"):
+        obj.encode_labels(np.array([0, 1, 2]))
+    with pytest.raises(ValueError, match="does not know"):
+        obj.loss_gradient_sum(X[:3], np.array([0, 1, 5]))
+
+    Xd, yd = digits3
+    obj = as_objective(fit_quiet(LogisticRegression(), Xd, yd), **F64)
+    np.testing.assert_array_equal(obj.encode_labels(np.array([2, 0])).numpy(), [2, 0])
+    with pytest.raises(ValueError, match=r"\[7\]"):
+        obj.encode_labels(np.array([0, 7]))
+    obj = as_objective(fit_quiet(LinearSVC(), Xd, yd), **F64)
+    np.testing.assert_array_equal(
+        obj.encode_labels(np.array([1])).numpy(), [[-1.0, 1.0, -1.0]]
+    )
+    with pytest.raises(ValueError):
+        obj.encode_labels(np.array([-1]))
+
+    with pytest.raises(ValueError, match="does not know"):
+        as_objective(net_ce, **F64).encode_labels(np.array([0, 3]))
+
+    Xr, _, Y = regression
+    obj = as_objective(Ridge().fit(Xr, Y), **F64)
+    with pytest.raises(ValueError, match="outputs"):
+        obj.encode_labels(np.zeros((4, 3)))
+
+
+def test_column_vector_class_labels(gaussian):
+    X, y = gaussian
+    obj = as_objective(LogisticRegression().fit(X, y), **F64)
+    expected = obj.loss_gradient_sum(X[:5], y[:5])
+    try:
+        got = obj.loss_gradient_sum(X[:5], y[:5].reshape(-1, 1))
+    except ValueError:
+        return  # rejecting a column vector is acceptable too
+    np.testing.assert_allclose(got.numpy(), expected.numpy(), rtol=1e-12)
+
+
+def test_objective_rejects_bad_kind():
+    module = torch.nn.Linear(2, 1)
+    with pytest.raises(ValueError, match="kind"):
+        Objective(module, dict(module.named_parameters()), kind="hinge")
+    with pytest.raises(ValueError, match="margin loss"):
+        Objective(module, dict(module.named_parameters()), kind="binary_margin", loss="zero_one")
+
+
+def test_objective_does_not_touch_the_estimator(gaussian, net_ce, or_data):
+    X, y = gaussian
+    est = LogisticRegression().fit(X, y)
+    snapshot = copy.deepcopy(est.__dict__)
+    obj = as_objective(est, **F64)
+    obj.objective_gradient(X, y)
+    obj.per_sample_gradients(X, y)
+    for key, value in snapshot.items():
+        np.testing.assert_array_equal(getattr(est, key), value)
+    # skorch: the net's module keeps its mode and its parameters keep requires_grad
+    assert net_ce.module_.training in (True, False)
+    mode = net_ce.module_.training
+    as_objective(net_ce, **F64)
+    assert net_ce.module_.training == mode
+    assert all(p.requires_grad for p in net_ce.module_.parameters())
