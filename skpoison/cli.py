@@ -41,7 +41,7 @@ def _progress(message):
 
 def build_parser():
     """The argument parser of the ``skpoison`` command."""
-    from .experiments import DATASETS, MODELS, TARGETS
+    from .experiments import DATASETS, DEFENSES, MODELS, TARGETS
 
     parser = argparse.ArgumentParser(
         prog="skpoison",
@@ -78,11 +78,20 @@ def build_parser():
     attack.add_argument("--target", choices=TARGETS, default="gradpc")
     attack.add_argument("--epsilon-w", type=_positive_float, default=None)
     attack.add_argument(
+        "--target-tau", type=_positive_float, default=None,
+        help="scale the target down (same predictions) until its tau is at most this",
+    )
+    attack.add_argument(
         "--epsilon-d", nargs="+", default=["0.03", "0.1", "1", "tau"],
         help="poison budgets; 'tau' stands for the target's threshold (default: 0.03 0.1 1 tau)",
     )
     attack.add_argument("--max-iter", type=int, default=1000, help="GC steps per budget")
     attack.add_argument("--clip", choices=["data"], default=None, help="GC-c: clip to data range")
+    attack.add_argument(
+        "--defense", choices=DEFENSES, default=None,
+        help="the defense table: GC and GC-c, each also after this filter (GC-d, GC-cd), "
+        "which removes as many rows as there are poison points",
+    )
     attack.add_argument("--random-state", type=int, default=0)
     attack.add_argument("--data-home", default=None, help="folder holding the MNIST files")
     attack.add_argument("--device", default="auto")
@@ -126,15 +135,19 @@ def main(argv=None):
                 parser.error(f"argument --epsilon-d: {exc}")
             if args.max_iter < 1:
                 parser.error("argument --max-iter: must be at least 1")
+            if args.defense and args.clip:
+                parser.error("argument --defense: runs GC with and without clipping; drop --clip")
             progress = None if (args.quiet or args.json) else _progress
             report = attack_report(
                 args.dataset,
                 args.model,
                 target=args.target,
                 epsilon_w=args.epsilon_w,
+                target_threshold=args.target_tau,
                 epsilon_d=budgets,
                 max_iter=args.max_iter,
                 clip=args.clip,
+                defense=args.defense,
                 random_state=args.random_state,
                 data_home=args.data_home,
                 device=args.device,

@@ -1,29 +1,42 @@
 """The paper's protocol as code: datasets, victims, targets, reports."""
 
 from ._analyze import analyze_poisonability
-from ._attack import evaluate_attack
-from ._report import attack_report, format_attack_table, write_attack_report
+from ._attack import evaluate_attack, evaluate_defense
+from ._report import (
+    attack_report,
+    format_attack_table,
+    format_defense_table,
+    write_attack_report,
+)
+from ._scaling import scale_to_threshold
 from ._registry import (
     DATASETS,
+    DEFENSES,
     MODELS,
     TARGETS,
     default_epsilon_w,
     load_dataset,
+    make_defense,
     make_model,
     make_target,
 )
 
 __all__ = [
     "DATASETS",
+    "DEFENSES",
     "MODELS",
     "TARGETS",
     "analyze_poisonability",
     "attack_report",
     "default_epsilon_w",
     "evaluate_attack",
+    "evaluate_defense",
     "format_attack_table",
-    "write_attack_report",
+    "format_defense_table",
     "load_dataset",
+    "make_defense",
     "make_model",
     "make_target",
+    "scale_to_threshold",
+    "write_attack_report",
 ]

@@ -12,7 +12,7 @@ from ..attacks import GradientCanceling
 from ..targets import resolve_target
 from ._registry import accuracy
 
-__all__ = ["evaluate_attack"]
+__all__ = ["evaluate_attack", "evaluate_defense"]
 
 
 def _budgets(epsilon_d, threshold):
@@ -43,6 +43,7 @@ def evaluate_attack(
     *,
     epsilon_d=(0.03, 0.1, 1.0, "tau"),
     attack_params=None,
+    defense=None,
     random_state=0,
     progress=None,
 ):
@@ -66,6 +67,11 @@ def evaluate_attack(
         Budgets; ``"tau"`` stands for the target's threshold (skipped when 0 or inf).
     attack_params : dict or None
         Further parameters of :class:`~skpoison.attacks.GradientCanceling`.
+    defense : estimator or None
+        An unfitted data filter (e.g. :class:`~skpoison.defenses.SeverFilter`).  When
+        given, each budget also retrains the victim on the rows the filter keeps of the
+        clean data plus the poison, the filter removing as many rows as there are
+        poison points (``removal_fraction = n_poison / (n + n_poison)``).
     random_state : int, default=0
         Seed of the attack.
     progress : callable or None
@@ -77,7 +83,9 @@ def evaluate_attack(
         ``clean_accuracy``, ``target_accuracy``, ``threshold``, ``threshold_binary``,
         ``rows`` (one dict per budget: ``epsilon_d``, ``n_poison``, ``accuracy``,
         ``accuracy_drop``, ``gradient_norm``, ``lower_bound``, ``converged``,
-        ``seconds``) and ``histories`` (the relative gradient norm curve per budget).
+        ``seconds``; with a ``defense`` also ``accuracy_defended``,
+        ``accuracy_drop_defended`` and ``poison_removed``, the share of poison among
+        the removed rows) and ``histories`` (the relative gradient norm curve per budget).
 
     Examples
     --------
@@ -110,11 +118,21 @@ def evaluate_attack(
         attack = GradientCanceling(
             frozen, epsilon_d=eps, random_state=random_state, **attack_params
         ).fit(X_train, y_train)
-        retrained = clone(victim).fit(
-            np.vstack([X_train, attack.X_poison_.astype(X_train.dtype)]),
-            np.concatenate([y_train, attack.y_poison_]),
-        )
+        X_mixed = np.vstack([X_train, attack.X_poison_.astype(X_train.dtype)])
+        y_mixed = np.concatenate([y_train, attack.y_poison_])
+        retrained = clone(victim).fit(X_mixed, y_mixed)
         acc = accuracy(retrained, X_test, y_test)
+        defended = {}
+        if defense is not None:
+            # as many rows removed as there are poison points (the paper's protocol)
+            filt = clone(defense).set_params(removal_fraction=attack.n_poison_ / len(X_mixed))
+            X_kept, y_kept = filt.fit_resample(X_mixed, y_mixed)
+            acc_defended = accuracy(clone(victim).fit(X_kept, y_kept), X_test, y_test)
+            defended = {
+                "accuracy_defended": acc_defended,
+                "accuracy_drop_defended": clean_accuracy - acc_defended,
+                "poison_removed": float(np.mean(filt.removed_indices_ >= len(X_train))),
+            }
         rows.append(
             {
                 "epsilon_d": eps,
@@ -126,6 +144,7 @@ def evaluate_attack(
                     attack.analyzer_.residual_lower_bound(attack.n_poison_ / len(X_train))
                 ),
                 "converged": attack.converged_,
+                **defended,
                 "seconds": time.perf_counter() - start,
             }
         )
@@ -139,3 +158,100 @@ def evaluate_attack(
         "rows": rows,
         "histories": histories,
     }
+
+
+def evaluate_defense(
+    X_train,
+    y_train,
+    X_test,
+    y_test,
+    victim,
+    target,
+    defense,
+    *,
+    epsilon_d=(0.03, 0.1, 1.0, "tau"),
+    attack_params=None,
+    random_state=0,
+    progress=None,
+):
+    """The paper's defense table (Tables 3 and 10): GC and GC-c, each without and after a filter.
+
+    At each budget, Gradient Canceling builds poison for the target without clipping
+    (GC) and clipped to the clean data's range (GC-c); the victim is retrained on the
+    clean data plus each poison set, and again on the rows ``defense`` keeps of it
+    (GC-d, GC-cd), the filter removing as many rows as there are poison points.
+
+    Parameters
+    ----------
+    X_train, y_train, X_test, y_test : array-like
+        Clean training data and held-out data.
+    victim : estimator
+        Unfitted victim.
+    target : estimator
+        Target recipe or frozen fitted model (built once, shared by every attack).
+    defense : estimator
+        Unfitted data filter, e.g. :class:`~skpoison.defenses.SeverFilter`.
+    epsilon_d : sequence of float or "tau", default=(0.03, 0.1, 1.0, "tau")
+        Budgets.
+    attack_params : dict or None
+        Further parameters of :class:`~skpoison.attacks.GradientCanceling` (``clip``
+        is set by the protocol).
+    random_state : int, default=0
+    progress : callable or None
+
+    Returns
+    -------
+    result : dict
+        ``clean_accuracy``, ``target_accuracy``, ``threshold``, ``threshold_binary``,
+        ``exact``, ``rows`` (per budget: ``epsilon_d``, ``n_poison`` (also the number
+        of rows the filter removes), the accuracies ``gc``, ``gc_c``, ``gc_d``,
+        ``gc_cd``, their drops ``drop_gc``, ``drop_gc_c``, ``drop_gc_d``,
+        ``drop_gc_cd``, the share of poison among the removed rows
+        ``poison_removed_d`` and ``poison_removed_cd``, ``seconds``) and
+        ``histories`` (GC-c curves under keys ending in ``" (clipped)"``).
+
+    Examples
+    --------
+    >>> from sklearn.linear_model import LogisticRegression
+    >>> from skpoison.defenses import SeverFilter
+    >>> from skpoison.experiments import evaluate_defense, load_dataset
+    >>> from skpoison.targets import LabelFlipTarget
+    >>> X_train, X_test, y_train, y_test = load_dataset("gaussian")
+    >>> result = evaluate_defense(
+    ...     X_train, y_train, X_test, y_test, LogisticRegression(),
+    ...     LabelFlipTarget(LogisticRegression(), flip_fraction=0.5, random_state=0),
+    ...     SeverFilter(LogisticRegression()), epsilon_d=[0.3],
+    ...     attack_params={"max_iter": 100, "device": "cpu"})
+    >>> sorted(k for k in result["rows"][0] if k.startswith("gc"))
+    ['gc', 'gc_c', 'gc_cd', 'gc_d']
+    """
+    attack_params = {k: v for k, v in (attack_params or {}).items() if k != "clip"}
+    frozen = FrozenEstimator(resolve_target(target, X_train, y_train))
+    runs = {}
+    for clip in (None, "data"):
+        if progress is not None:
+            progress("GC-c (clipped to the data range)" if clip else "GC (no clipping)")
+        runs[clip] = evaluate_attack(
+            X_train, y_train, X_test, y_test, victim, frozen,
+            epsilon_d=epsilon_d, attack_params={**attack_params, "clip": clip},
+            defense=defense, random_state=random_state, progress=progress,
+        )
+    plain, clipped = runs[None], runs["data"]
+    rows = []
+    for a, c in zip(plain["rows"], clipped["rows"]):
+        row = {"epsilon_d": a["epsilon_d"], "n_poison": a["n_poison"]}
+        for key, r, field in (
+            ("gc", a, "accuracy"), ("gc_c", c, "accuracy"),
+            ("gc_d", a, "accuracy_defended"), ("gc_cd", c, "accuracy_defended"),
+        ):
+            row[key] = r[field]
+            row["drop_" + key] = plain["clean_accuracy"] - r[field]
+        row["poison_removed_d"] = a["poison_removed"]
+        row["poison_removed_cd"] = c["poison_removed"]
+        row["seconds"] = a["seconds"] + c["seconds"]
+        rows.append(row)
+    histories = dict(plain["histories"])
+    histories.update({f"{k} (clipped)": v for k, v in clipped["histories"].items()})
+    result = {k: v for k, v in plain.items() if k not in ("rows", "histories")}
+    result.update(rows=rows, histories=histories)
+    return result

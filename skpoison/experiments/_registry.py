@@ -5,15 +5,18 @@ from sklearn.linear_model import LogisticRegression, SGDClassifier
 from sklearn.svm import LinearSVC
 
 from ..datasets import fetch_mnist, load_digits, make_gaussian, make_or, train_validation_split
+from ..defenses import InfluenceFilter, SeverFilter
 from ..targets import GradPC, LabelFlipTarget, RandomPC, ScaledTarget
 
 __all__ = [
     "DATASETS",
+    "DEFENSES",
     "MODELS",
     "TARGETS",
     "accuracy",
     "default_epsilon_w",
     "load_dataset",
+    "make_defense",
     "make_model",
     "make_target",
 ]
@@ -21,6 +24,7 @@ __all__ = [
 DATASETS = ("digits", "or", "gaussian", "mnist", "mnist17")
 MODELS = ("logreg", "linear-svc", "sgd")
 TARGETS = ("gradpc", "randompc", "labelflip", "scaled-gradpc")
+DEFENSES = ("sever", "influence")
 
 
 def load_dataset(name, *, random_state=0, data_home=None):
@@ -118,3 +122,23 @@ def make_target(
 def accuracy(model, X, y):
     """Accuracy of ``model`` on ``(X, y)`` as a float."""
     return float(np.mean(model.predict(X) == y))
+
+
+def make_defense(name, model, *, random_state=0, device="auto"):
+    """Return an unfitted data filter for a named defense, scoring with ``model``'s objective.
+
+    The protocol sets ``removal_fraction`` per budget (as many rows as there are
+    poison points), so the filter is returned with its default.
+
+    Examples
+    --------
+    >>> from sklearn.linear_model import LogisticRegression
+    >>> from skpoison.experiments import make_defense
+    >>> make_defense("sever", LogisticRegression(), device="cpu")
+    SeverFilter(device='cpu', estimator=LogisticRegression(), random_state=0)
+    """
+    if name == "sever":
+        return SeverFilter(model, random_state=random_state, device=device)
+    if name == "influence":
+        return InfluenceFilter(model, random_state=random_state, device=device)
+    raise ValueError(f"Unknown defense {name!r}; choose one of {DEFENSES}.")

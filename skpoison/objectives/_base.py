@@ -237,8 +237,10 @@ class Objective:
             if y.shape[1] != k:
                 raise ValueError(f"y has {y.shape[1]} outputs; the model has {k}.")
             return to_tensor(y, device=self.device, dtype=self.dtype)
-        index = np.searchsorted(self.classes, y)
-        index = np.clip(index, 0, len(self.classes) - 1)
+        # classes_ need not be sorted (skorch nets may set them in any order)
+        sorter = np.argsort(self.classes, kind="stable")
+        position = np.searchsorted(self.classes, y, sorter=sorter)
+        index = sorter[np.clip(position, 0, len(self.classes) - 1)]
         unknown = self.classes[index] != y
         if np.any(unknown):
             raise ValueError(

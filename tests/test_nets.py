@@ -1,0 +1,208 @@
+"""Neural targets end to end: threshold on logits, GradPC and Gradient Canceling on nets.
+
+The same estimators as for linear models, with skorch nets from :func:`make_net` in
+place of scikit-learn models: no special casing in user code.
+"""
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+from imblearn.pipeline import Pipeline
+from scipy.special import lambertw
+from sklearn.base import clone
+from sklearn.frozen import FrozenEstimator
+
+from skpoison import GradientCanceling, PoisonabilityAnalyzer
+from skpoison.datasets import load_digits, train_validation_split
+from skpoison.models import make_net
+from skpoison.targets import GradPC
+
+F64 = dict(device="cpu", dtype="float64")
+
+
+@pytest.fixture(scope="module")
+def split():
+    """Digits split 70/30; the first 300 training rows (64 features, 10 classes)."""
+    X, y = load_digits(return_X_y=True)
+    X_train, X_test, y_train, y_test = train_validation_split(
+        X, y, validation_fraction=0.3, random_state=0
+    )
+    return X_train[:300], y_train[:300], X_test, y_test
+
+
+def logits_threshold(net, X, y, weight_decay=0.0):
+    """tau and tau(2) from the logits alone (Example 3, Theorem 4), independently."""
+    module = copy.deepcopy(net.module_).double().eval()
+    module.requires_grad_(False)
+    with torch.no_grad():
+        h = module(torch.as_tensor(X, dtype=torch.float64)).numpy()
+    p = np.exp(h - h.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    onehot = np.eye(h.shape[1])[np.searchsorted(net.classes_, y)]
+    s = float(np.mean(np.sum(h * (p - onehot), axis=1)))
+    head = [module.get_submodule(n) for n, m in module.named_modules()
+            if isinstance(m, torch.nn.Linear)][-1]
+    # weight decay: mean-form penalty alpha * q with q = ||head||^2 (weights and bias)
+    q = weight_decay * float((head.weight**2).sum() + (head.bias**2).sum())
+    c = h.shape[1]
+    A_c, A_2 = float(lambertw((c - 1) / np.e).real), float(lambertw(1 / np.e).real)
+    return s + q, (s + q) / (A_c - q), (s + q) / (A_2 - q)
+
+
+@pytest.mark.parametrize(
+    "name, kwargs, weight_decay",
+    [
+        ("mlp", dict(hidden_size=16), 0.0),
+        ("cnn", dict(hidden_size=16, module__channels=(4, 8)), 1e-3),
+    ],
+)
+def test_threshold_is_the_logits_formula(name, kwargs, weight_decay, split):
+    X, y, _, _ = split
+    victim = make_net(name, max_epochs=20, random_state=0, device="cpu",
+                      weight_decay=weight_decay, **kwargs)
+    target = GradPC(victim, epsilon_w=0.3, max_iter=20, random_state=0, device="cpu").fit(X, y)
+    analyzer = PoisonabilityAnalyzer(FrozenEstimator(target.target_), **F64).fit(X, y)
+    inner, tau, tau2 = logits_threshold(target.target_, X, y, weight_decay)
+    assert tau > 0
+    assert analyzer.inner_product_ == pytest.approx(inner, rel=1e-8)
+    assert analyzer.threshold_ == pytest.approx(tau, rel=1e-8)
+    assert analyzer.threshold_binary_ == pytest.approx(tau2, rel=1e-8)
+    assert not analyzer.exact_
+    head = analyzer.objective_.head
+    assert head == [f"{'fc3' if name == 'mlp' else 'fc2'}.{p}" for p in ("weight", "bias")]
+    assert analyzer.objective_.penalty_form == ("mean" if weight_decay else None)
+
+
+def test_clean_stationary_net_has_zero_threshold():
+    """At a stationary point of the clean objective g(mu) = 0, so tau = 0."""
+    X, y = load_digits(digits=(0, 1, 2), return_X_y=True)
+    X, y = X[:60], y[:60]
+    X, y = np.vstack([X] * 4), np.concatenate([y, y, (y + 1) % 3, (y + 2) % 3])
+    net = make_net(
+        "mlp", hidden_size=8, module__dtype=torch.float64, optimizer=torch.optim.LBFGS,
+        lr=1.0, batch_size=-1, max_epochs=5, optimizer__line_search_fn="strong_wolfe",
+        optimizer__tolerance_grad=1e-12, optimizer__tolerance_change=0.0,
+        optimizer__max_iter=100, random_state=0, device="cpu", callbacks="disable",
+    ).fit(X, y)
+    analyzer = PoisonabilityAnalyzer(FrozenEstimator(net), **F64).fit(X, y)
+    assert abs(analyzer.inner_product_) < 1e-5
+    assert analyzer.threshold_ < 1e-4
+
+
+def test_gradpc_budget_over_all_parameters_of_nets(split):
+    X, y, X_test, y_test = split
+    for name, kwargs in [("cnn", dict(hidden_size=16, module__channels=(4, 8))),
+                         ("resnet18", dict(width=2))]:
+        clean = make_net(name, max_epochs=20, random_state=0, device="cpu", **kwargs).fit(X, y)
+        before = copy.deepcopy(clean.module_.state_dict())
+        gpc = GradPC(FrozenEstimator(clean), epsilon_w=0.5, max_iter=10, random_state=0,
+                     device="cpu").fit(X, y)
+        w0 = torch.cat([p.detach().double().reshape(-1) for p in clean.module_.parameters()])
+        w = torch.cat([p.detach().double().reshape(-1) for p in gpc.target_.module_.parameters()])
+        relative = float((w - w0).norm() / w0.norm())
+        assert relative == pytest.approx(gpc.relative_change_, rel=1e-5)
+        assert relative <= 0.5 * (1 + 1e-6)
+        assert relative > 0.49  # the ascent uses the budget
+        # every layer moved, not only the head
+        for (key, p0), p in zip(clean.module_.named_parameters(), gpc.target_.module_.parameters()):
+            assert not torch.equal(p0, p), key
+        # the source is untouched; batch-norm statistics are not parameters
+        for key, value in clean.module_.state_dict().items():
+            assert torch.equal(before[key], value), key
+        for key, value in gpc.target_.module_.state_dict().items():
+            if "running" in key:
+                assert torch.equal(before[key], value), key
+        assert gpc.score(X_test, y_test) < clean.score(X_test, y_test)
+
+
+def test_gradient_canceling_on_a_small_mlp(split):
+    """The issue's test: MLP (hidden 32) on digits, eps_d = 1, GradPC target.
+
+    Exact cancellation needs at least as many poison degrees of freedom as the net
+    has parameters: 300 x 64 = 19200 > 3466.  With GradPC's budget eps_w = 0.5 the
+    target is far out of reach (tau of a few hundred, see the next test); eps_w = 0.03
+    gives a target with a 20-point lower accuracy and tau < 1.
+    """
+    X, y, X_test, y_test = split
+    victim = make_net("mlp", hidden_size=32, max_epochs=30, random_state=0, device="cpu")
+    recipe = GradPC(victim, epsilon_w=0.03, random_state=0, device="cpu").fit(X, y)
+    clean_acc = recipe.estimator_.score(X_test, y_test)
+    target_acc = recipe.score(X_test, y_test)
+    assert target_acc < clean_acc - 0.1
+    n_params = sum(p.numel() for p in recipe.target_.module_.parameters())
+    assert n_params == 3466 and len(X) * X.shape[1] > n_params
+
+    gc = GradientCanceling(FrozenEstimator(recipe.target_), epsilon_d=1.0, max_iter=500,
+                           random_state=0, device="cpu").fit(X, y)
+    assert gc.threshold_ < 1.0  # reachable at eps_d = 1 by the necessary condition
+    assert gc.gradient_norm_ <= gc.history_[0] / 10
+    assert gc.gradient_norm(gc.X_poison_, gc.y_poison_) == pytest.approx(
+        gc.gradient_norm_, rel=1e-3)
+
+    poisoned = clone(victim).fit(np.vstack([X, gc.X_poison_]), np.concatenate([y, gc.y_poison_]))
+    acc = poisoned.score(X_test, y_test)
+    # retraining from scratch moves toward the target: below the clean net, and below
+    # the same net trained on as many points (the poison's starting rows, unperturbed)
+    control = clone(victim).fit(np.vstack([X, X[gc.init_indices_]]),
+                                np.concatenate([y, gc.y_poison_]))
+    assert acc < clean_acc
+    assert acc < control.score(X_test, y_test)
+
+
+def test_far_target_is_not_reached_below_its_threshold(split):
+    X, y, _, _ = split
+    victim = make_net("mlp", hidden_size=32, max_epochs=30, random_state=0, device="cpu")
+    target = GradPC(victim, epsilon_w=0.5, random_state=0, device="cpu").fit(X, y).target_
+    gc = GradientCanceling(FrozenEstimator(target), epsilon_d=1.0, max_iter=100,
+                           random_state=0, device="cpu").fit(X, y)
+    assert gc.threshold_ > 10
+    assert not gc.analyzer_.is_poisonable(1.0)
+    bound = gc.analyzer_.residual_lower_bound(1.0)
+    assert 0 < bound <= gc.gradient_norm_ + 1e-6
+    assert gc.gradient_norm_ > 0.3
+
+
+def test_gradient_canceling_batches_are_exact_on_a_cnn(split):
+    X, y, _, _ = split
+    X, y = X[:60], y[:60]
+    net = make_net("cnn", hidden_size=8, module__channels=(2, 4), max_epochs=2,
+                   random_state=0, device="cpu").fit(X, y)
+    params = dict(epsilon_d=0.2, max_iter=4, random_state=0, **F64)
+    one = GradientCanceling(FrozenEstimator(net), **params).fit(X, y)
+    two = GradientCanceling(FrozenEstimator(net), batch_size=5, **params).fit(X, y)
+    np.testing.assert_allclose(two.history_, one.history_, rtol=1e-10)
+    np.testing.assert_allclose(two.X_poison_, one.X_poison_, rtol=1e-9, atol=1e-12)
+    assert one.n_poison_ == 12 and one.history_[-1] < one.history_[0]
+
+
+def test_resnet_with_batch_norm_end_to_end(split):
+    X, y, _, _ = split
+    X, y = X[:40], y[:40]
+    net = make_net("resnet18", width=2, max_epochs=2, random_state=0, device="cpu").fit(X, y)
+    gpc = GradPC(FrozenEstimator(net), epsilon_w=0.1, max_iter=3, random_state=0,
+                 device="cpu").fit(X, y)
+    gc = GradientCanceling(gpc, epsilon_d=0.1, max_iter=3, random_state=0, **F64).fit(X, y)
+    assert np.isfinite(gc.threshold_) and gc.threshold_ >= 0
+    assert gc.X_poison_.shape == (4, 64) and np.all(np.isfinite(gc.X_poison_))
+    assert gc.objective_.head == ["fc.weight", "fc.bias"]
+
+
+def test_nets_in_an_imblearn_pipeline(split):
+    """Poison a net inside a pipeline exactly as a linear model: no special casing."""
+    X, y, X_test, y_test = split
+    victim = make_net("mlp", hidden_size=8, max_epochs=10, random_state=0, device="cpu")
+    pipe = Pipeline([
+        ("poison", GradientCanceling(
+            GradPC(victim, epsilon_w=0.03, max_iter=10, random_state=0, device="cpu"),
+            epsilon_d=0.1, max_iter=20, random_state=0, device="cpu")),
+        ("net", victim),
+    ])
+    pipe.fit(X, y)
+    assert pipe.named_steps["poison"].n_poison_ == 30
+    assert pipe.named_steps["net"].n_features_in_ == 64
+    assert 0.0 <= pipe.score(X_test, y_test) <= 1.0
+    # clone and refit reproduce the same poisoned net
+    again = clone(pipe).fit(X, y)
+    np.testing.assert_array_equal(again.predict_proba(X_test), pipe.predict_proba(X_test))
