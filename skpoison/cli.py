@@ -2,6 +2,7 @@
 
 import argparse
 import json
+import os
 import sys
 
 __all__ = ["main"]
@@ -158,6 +159,10 @@ def main(argv=None):
                 if progress is not None:
                     progress("wrote " + ", ".join(written))
             print(json.dumps(report, indent=2) if args.json else format_attack_table(report))
+    except BrokenPipeError:
+        # the reader went away (e.g. `| head`): stop quietly, as Unix tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     except (ValueError, TypeError, OSError) as exc:
         print(f"skpoison: error: {exc}", file=sys.stderr)
         return 1

@@ -44,8 +44,8 @@ def tiny_module(name, n_classes=3, dtype=None):
     if name == "cnn":
         return CNN((1, 8, 8), n_classes, hidden_size=16, channels=(4, 8), dtype=dtype)
     if name == "resnet18":
-        return resnet18((1, 8, 8), n_classes, width=4)
-    return resnet34((1, 8, 8), n_classes, width=2)
+        return resnet18((1, 8, 8), n_classes, width=4, dtype=dtype)
+    return resnet34((1, 8, 8), n_classes, width=2, dtype=dtype)
 
 
 @pytest.fixture(scope="module")
@@ -123,9 +123,7 @@ def test_infer_image_shape():
 
 def test_dtype_argument():
     for name in NETS:
-        module = tiny_module(name, dtype=torch.float64) if name in ("logreg", "mlp", "cnn") else (
-            ResNet((1, 1, 1, 1), image_shape=(1, 8, 8), n_classes=3, width=2, dtype=torch.float64)
-        )
+        module = tiny_module(name, dtype=torch.float64)
         assert all(p.dtype == torch.float64 for p in module.parameters())
         assert all(b.dtype == torch.float64 for b in module.buffers() if b.is_floating_point())
 

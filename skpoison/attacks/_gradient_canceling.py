@@ -78,7 +78,7 @@ class GradientCanceling(BaseSampler):
         default converges without retuning across datasets, feature scales and
         sizes.  ``"sgd"``: the paper's SGD with momentum 0.9.
     lr : float or None, default=None
-        Initial step size; ``None`` means 0.05 for ``"adam"`` and 0.5 (the paper's
+        Initial step size; ``None`` means 0.2 for ``"adam"`` and 0.5 (the paper's
         value) for ``"sgd"``.
     schedule : {"cosine", "constant"}, default="cosine"
         Step-size schedule over ``max_iter`` steps.
@@ -338,7 +338,7 @@ class GradientCanceling(BaseSampler):
             X_p = torch.maximum(torch.minimum(X_p, high), low)
         if self.optimizer == "adam":
             scale = float(np.mean(np.std(X, axis=0))) or 1.0
-            lr = (0.05 if self.lr is None else self.lr) * scale
+            lr = (0.2 if self.lr is None else self.lr) * scale
         else:
             lr = 0.5 if self.lr is None else self.lr
         step_rule = _StepRule(self.optimizer, X_p)

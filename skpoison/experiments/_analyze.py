@@ -64,7 +64,7 @@ def analyze_poisonability(
     X_train, X_test, y_train, y_test = load_dataset(
         dataset, random_state=random_state, data_home=data_home
     )
-    victim = make_model(model, random_state=random_state)
+    victim = make_model(model, random_state=random_state, device=device)
     clean = clone(victim).fit(X_train, y_train)
     epsilon_w = default_epsilon_w(model, dataset) if epsilon_w is None else float(epsilon_w)
     recipe = make_target(

@@ -1,6 +1,5 @@
 """The paper's protocol: clean fit -> target -> tau -> GC at each eps_d -> retrain -> table."""
 
-import math
 import time
 
 import numpy as np
@@ -12,7 +11,11 @@ from ..attacks import GradientCanceling
 from ..targets import resolve_target
 from ._registry import accuracy
 
-__all__ = ["evaluate_attack", "evaluate_defense"]
+__all__ = ["MAX_TAU_BUDGET", "evaluate_attack", "evaluate_defense"]
+
+#: The "tau" budget is skipped above this ratio: the poison would outnumber the clean
+#: data tenfold (and need that much memory), far from a poisoning attack.
+MAX_TAU_BUDGET = 10.0
 
 
 def _budgets(epsilon_d, threshold):
@@ -22,13 +25,14 @@ def _budgets(epsilon_d, threshold):
         if isinstance(eps, str):
             if eps != "tau":
                 raise ValueError(f"epsilon_d entries are numbers or 'tau', got {eps!r}.")
-            if not (math.isfinite(threshold) and threshold > 0):
+            if not (0 < threshold <= MAX_TAU_BUDGET):
                 continue
             eps = threshold
         eps = float(eps)
         if eps <= 0:
             raise ValueError(f"epsilon_d must be positive, got {eps}.")
-        if eps not in values:
+        # a threshold equal to a listed budget (to display precision) is that budget
+        if not any(abs(eps - v) <= 1e-4 * v for v in values):
             values.append(eps)
     return values
 
@@ -64,7 +68,8 @@ def evaluate_attack(
     target : estimator
         Target recipe (e.g. :class:`~skpoison.targets.GradPC`) or a frozen fitted model.
     epsilon_d : sequence of float or "tau", default=(0.03, 0.1, 1.0, "tau")
-        Budgets; ``"tau"`` stands for the target's threshold (skipped when 0 or inf).
+        Budgets; ``"tau"`` stands for the target's threshold (skipped when it is 0
+        or above :data:`MAX_TAU_BUDGET`).
     attack_params : dict or None
         Further parameters of :class:`~skpoison.attacks.GradientCanceling`.
     defense : estimator or None

@@ -85,7 +85,7 @@ def attack_report(
     X_train, X_test, y_train, y_test = load_dataset(
         dataset, random_state=random_state, data_home=data_home
     )
-    victim = make_model(model, random_state=random_state)
+    victim = make_model(model, random_state=random_state, device=device)
     recipe = make_target(
         target, victim, random_state=random_state, epsilon_w=epsilon_w, device=device
     )

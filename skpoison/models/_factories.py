@@ -356,8 +356,12 @@ _NETS = {
     "logreg": (LogisticRegressionNet, {}, dict(lr=0.1, max_epochs=20, hidden_size=None)),
     "mlp": (MLP, {}, dict(lr=0.05, max_epochs=20, hidden_size=784)),
     "cnn": (CNN, {}, dict(lr=0.05, max_epochs=10, hidden_size=128)),
-    "resnet18": (ResNet, {"block_counts": (2, 2, 2, 2)}, dict(lr=0.05, max_epochs=30, hidden_size=None)),
-    "resnet34": (ResNet, {"block_counts": (3, 4, 6, 3)}, dict(lr=0.05, max_epochs=30, hidden_size=None)),
+    "resnet18": (
+        ResNet, {"block_counts": (2, 2, 2, 2)}, dict(lr=0.05, max_epochs=30, hidden_size=None)
+    ),
+    "resnet34": (
+        ResNet, {"block_counts": (3, 4, 6, 3)}, dict(lr=0.05, max_epochs=30, hidden_size=None)
+    ),
 }
 _ALIASES = {"nn": "mlp", "lr": "logreg", "resnet-18": "resnet18", "resnet-34": "resnet34"}
 
@@ -476,7 +480,9 @@ def make_net(
     if hidden_size is not None and defaults["hidden_size"] is None:
         raise ValueError(f"hidden_size does not apply to {name!r}.")
     if defaults["hidden_size"] is not None:
-        module_kwargs["hidden_size"] = defaults["hidden_size"] if hidden_size is None else int(hidden_size)
+        module_kwargs["hidden_size"] = (
+            defaults["hidden_size"] if hidden_size is None else int(hidden_size)
+        )
     if width is not None:
         if not key.startswith("resnet"):
             raise ValueError(f"width applies to the ResNets only, not {name!r}.")
@@ -484,7 +490,9 @@ def make_net(
 
     if isinstance(optimizer, str):
         if optimizer not in _OPTIMIZERS:
-            raise ValueError(f"optimizer must be 'sgd', 'adam' or a torch optimizer class, got {optimizer!r}.")
+            raise ValueError(
+                f"optimizer must be 'sgd', 'adam' or a torch optimizer class, got {optimizer!r}."
+            )
         optimizer_cls = _OPTIMIZERS[optimizer]
     else:
         optimizer_cls = optimizer

@@ -358,7 +358,7 @@ class ResNet(nn.Module):
         return self.fc(X.mean(dim=(2, 3)))
 
 
-def resnet18(image_shape=(3, 32, 32), n_classes=10, width=64):
+def resnet18(image_shape=(3, 32, 32), n_classes=10, width=64, dtype=None):
     """CIFAR-style ResNet-18 (basic blocks 2, 2, 2, 2).
 
     Examples
@@ -368,10 +368,12 @@ def resnet18(image_shape=(3, 32, 32), n_classes=10, width=64):
     >>> net.block_counts, round(sum(p.numel() for p in net.parameters()) / 1e6, 1)
     ((2, 2, 2, 2), 11.2)
     """
-    return ResNet((2, 2, 2, 2), image_shape=image_shape, n_classes=n_classes, width=width)
+    return ResNet(
+        (2, 2, 2, 2), image_shape=image_shape, n_classes=n_classes, width=width, dtype=dtype
+    )
 
 
-def resnet34(image_shape=(3, 32, 32), n_classes=10, width=64):
+def resnet34(image_shape=(3, 32, 32), n_classes=10, width=64, dtype=None):
     """CIFAR-style ResNet-34 (basic blocks 3, 4, 6, 3).
 
     Examples
@@ -380,4 +382,6 @@ def resnet34(image_shape=(3, 32, 32), n_classes=10, width=64):
     >>> resnet34(image_shape=(3, 8, 8), width=4).block_counts
     (3, 4, 6, 3)
     """
-    return ResNet((3, 4, 6, 3), image_shape=image_shape, n_classes=n_classes, width=width)
+    return ResNet(
+        (3, 4, 6, 3), image_shape=image_shape, n_classes=n_classes, width=width, dtype=dtype
+    )
