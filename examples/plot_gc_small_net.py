@@ -59,7 +59,7 @@ print(f"tau = {analyzer.threshold_:.3f}, tau(2) = {analyzer.threshold_binary_:.3
 # gradient norm :math:`\|g(\chi)\| / \|g(\mu)\|`. A fresh net is then retrained
 # from scratch on clean plus poison.
 
-budgets = [0.1, 0.3, 1.0]
+budgets = [0.1, 0.5, 1.0]
 attacks, accuracies = {}, {}
 for eps in budgets:
     gc = GradientCanceling(

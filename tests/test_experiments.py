@@ -263,8 +263,8 @@ def test_format_attack_table_without_rows_text():
 
 
 def test_only_tau_budget_with_zero_threshold_formats():
-    # the default GradPC target on OR (epsilon_w = 0.1) has tau = 0: the tau row is skipped
-    report = attack_report("or", "logreg", epsilon_d=["tau"], max_iter=2)
+    # a GradPC target on OR with epsilon_w = 0.1 has tau = 0: the tau row is skipped
+    report = attack_report("or", "logreg", epsilon_w=0.1, epsilon_d=["tau"], max_iter=2)
     assert report["threshold"] == 0.0 and report["rows"] == []
     assert len(format_attack_table(report).splitlines()) == 3
 
@@ -331,7 +331,9 @@ def test_analyze_poisonability_default_epsilon_w():
 
 def test_registry_names():
     assert set(DATASETS) == {"digits", "or", "gaussian", "mnist", "mnist17"}
-    assert set(MODELS) == {"logreg", "linear-svc", "sgd"}
+    assert set(MODELS) == {
+        "logreg", "linear-svc", "sgd", "nn", "cnn", "resnet18", "resnet34"
+    }
     assert set(TARGETS) == {"gradpc", "randompc", "labelflip", "scaled-gradpc"}
 
 
@@ -409,7 +411,7 @@ def test_make_target():
         ("sgd", "mnist", 0.5),
         ("linear-svc", "mnist17", 0.5),
         ("logreg", "digits", 0.1),
-        ("sgd", "or", 0.1),
+        ("sgd", "or", 0.5),
         ("logreg", "gaussian", 0.1),
     ],
 )
