@@ -1,6 +1,6 @@
-"""Device, dtype and validation helpers shared by every skpoison module."""
+"""Device and dtype helpers and atomic file writes, shared by every skpoison module."""
 
-from ._device import resolve_device, resolve_dtype, seed_torch, to_tensor
+from ._device import resolve_device, resolve_dtype, to_tensor
 from ._io import atomic_write
 
-__all__ = ["atomic_write", "resolve_device", "resolve_dtype", "seed_torch", "to_tensor"]
+__all__ = ["atomic_write", "resolve_device", "resolve_dtype", "to_tensor"]

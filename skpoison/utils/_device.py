@@ -63,20 +63,3 @@ def to_tensor(array, *, device, dtype=None):
         return array.to(device=device, dtype=dtype if dtype is not None else array.dtype)
     array = np.asarray(array)
     return torch.as_tensor(array, dtype=dtype, device=device)
-
-
-def seed_torch(random_state):
-    """Draw a torch seed from a numpy ``RandomState`` and return a seeded generator.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from skpoison.utils import seed_torch
-    >>> g = seed_torch(np.random.RandomState(0))
-    >>> isinstance(g.initial_seed(), int)
-    True
-    """
-    seed = int(random_state.randint(0, 2**31 - 1))
-    generator = torch.Generator()
-    generator.manual_seed(seed)
-    return generator
