@@ -206,3 +206,16 @@ def test_nets_in_an_imblearn_pipeline(split):
     # clone and refit reproduce the same poisoned net
     again = clone(pipe).fit(X, y)
     np.testing.assert_array_equal(again.predict_proba(X_test), pipe.predict_proba(X_test))
+
+
+def test_feature_count_mismatch_is_a_clear_error_for_nets():
+    from sklearn.frozen import FrozenEstimator
+
+    from skpoison import PoisonabilityAnalyzer
+    from skpoison.datasets import load_digits
+    from skpoison.models import make_net
+
+    X, y = load_digits(return_X_y=True)
+    net = make_net("logreg", max_epochs=1, random_state=0, device="cpu").fit(X[:200], y[:200])
+    with pytest.raises(ValueError, match="expects 64"):
+        PoisonabilityAnalyzer(FrozenEstimator(net), device="cpu").fit(X[:50, :63], y[:50])

@@ -141,7 +141,7 @@ def skorch_objective(net, *, device, dtype):
         penalty_strength=1.0 if has_decay else 0.0,
         head=head,
         fit_intercept=True,
-        n_features_in=None,
+        n_features_in=getattr(net, "n_features_in_", None),
         linear=False,
         device=device,
         dtype=dtype,
