@@ -7,7 +7,7 @@ import numpy as np
 import torch
 from sklearn.base import BaseEstimator, _fit_context
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
-from sklearn.utils.validation import check_array, check_is_fitted, validate_data
+from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .objectives import as_objective
 from .targets import resolve_target
@@ -201,7 +201,7 @@ class PoisonabilityAnalyzer(BaseEstimator):
             )
         self.target_ = resolve_target(self.target, X, y)
         objective = as_objective(self.target_, device=self.device, dtype=self.dtype)
-        check_features(objective, X.shape[1])
+        objective.check_n_features(X.shape[1])
         self.objective_ = objective
         n = X.shape[0]
         self._n_clean = n
@@ -322,8 +322,8 @@ class PoisonabilityAnalyzer(BaseEstimator):
         norm : float
         """
         check_is_fitted(self)
-        X_poison = check_array(X_poison, dtype=[np.float64, np.float32])
-        check_features(self.objective_, X_poison.shape[1], expected=self.n_features_in_)
+        # the feature count seen at fit, which fit checked against the target's
+        X_poison = validate_data(self, X_poison, reset=False, dtype=[np.float64, np.float32])
         y_poison = np.asarray(y_poison)
         if len(y_poison) != len(X_poison):
             raise ValueError(
@@ -344,12 +344,3 @@ def _check_epsilon(epsilon_d):
     if np.any(~np.isfinite(eps)) or np.any(eps <= 0):
         raise ValueError(f"epsilon_d must be positive and finite, got {epsilon_d!r}.")
     return eps
-
-
-def check_features(objective, n_features, expected=None):
-    """Raise ``ValueError`` when ``n_features`` differs from what the target expects."""
-    expected = objective.n_features_in if expected is None else expected
-    if expected is not None and n_features != expected:
-        raise ValueError(
-            f"X has {n_features} features, but the target model expects {expected}."
-        )

@@ -187,6 +187,14 @@ class Objective:
             out.append(torch.cat(idx).to(self.device))
         return out
 
+    def check_n_features(self, n_features):
+        """Raise ``ValueError`` when ``n_features`` differs from what the model expects."""
+        if self.n_features_in is not None and n_features != self.n_features_in:
+            raise ValueError(
+                f"X has {n_features} features, but the target model "
+                f"{type(self.estimator).__name__} expects {self.n_features_in}."
+            )
+
     def to_estimator(self, flat_params):
         """Return a fitted copy of the estimator holding ``flat_params`` (never in place)."""
         if self._rebuild is None:

@@ -82,12 +82,7 @@ def _source_objective(recipe, X, y):
     X, y = validate_data(recipe, X, y, multi_output=True)
     source = fit_source_estimator(recipe.estimator, X, y)
     objective = as_objective(source, device=recipe.device, dtype=_DTYPE)
-    expected = objective.n_features_in
-    if expected is not None and expected != X.shape[1]:
-        raise ValueError(
-            f"X has {X.shape[1]} features, but the source model "
-            f"{type(source).__name__} expects {expected}."
-        )
+    objective.check_n_features(X.shape[1])
     return X, y, source, objective
 
 
