@@ -6,24 +6,38 @@ from numbers import Integral
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, _fit_context
-from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
+from sklearn.utils._param_validation import HasMethods, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .objectives import as_objective
 from .targets import resolve_target
+from .utils import NumberInterval, check_feature_names
 
 __all__ = ["PoisonabilityAnalyzer", "check_range"]
 
 
-def check_range(value, name):
-    """Validate a ``(low, high)`` range; scalars or per-feature arrays; low <= high."""
+def check_range(value, name, n_features=None):
+    """Validate a ``(low, high)`` range; scalars or per-feature arrays; low <= high.
+
+    With ``n_features``, per-feature bounds must have exactly that many entries.
+    """
     if value is None:
         return None
     try:
         low, high = value
     except (TypeError, ValueError):
         raise ValueError(f"{name} must be a (low, high) pair, got {value!r}.") from None
+    if any(np.asarray(bound).dtype == bool for bound in (low, high)):
+        raise ValueError(f"{name} bounds must be numbers, not booleans, got {value!r}.")
     low, high = np.asarray(low, dtype=float), np.asarray(high, dtype=float)
+    if n_features is not None:
+        for side, bound in (("low", low), ("high", high)):
+            if bound.ndim > 1 or (bound.ndim == 1 and bound.shape[0] != n_features):
+                raise ValueError(
+                    f"{name}: the {side} bound has shape {bound.shape}, but X has "
+                    f"{n_features} features; give a scalar or one bound per feature "
+                    f"(shape ({n_features},))."
+                )
     if not (np.all(np.isfinite(low)) and np.all(np.isfinite(high))):
         raise ValueError(f"{name} must be finite, got {value!r}.")
     if np.any(low > high):
@@ -92,8 +106,9 @@ class PoisonabilityAnalyzer(BaseEstimator):
         unbounded, and the threshold is then 0.
     batch_size : int or None, default=None
         Rows per batch when streaming the clean gradient; ``None`` uses one batch.
-    device : str, default="auto"
-        Torch device; ``"auto"`` picks CUDA when available.
+    device : str or torch.device, default="auto"
+        Torch device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"`` or
+        ``"cuda:N"``.
     dtype : {"float32", "float64"}, default="float32"
         Precision of the gradient computations.
 
@@ -146,8 +161,8 @@ class PoisonabilityAnalyzer(BaseEstimator):
         "target": [HasMethods(["fit"])],
         "feature_range": [tuple, list, None],
         "label_range": [tuple, list, None],
-        "batch_size": [Interval(Integral, 1, None, closed="left"), None],
-        "device": [str],
+        "batch_size": [NumberInterval(Integral, 1, None, closed="left"), None],
+        "device": [str, torch.device],
         "dtype": [StrOptions({"float32", "float64"})],
     }
 
@@ -189,8 +204,9 @@ class PoisonabilityAnalyzer(BaseEstimator):
         -------
         self : PoisonabilityAnalyzer
         """
+        X_given = X
         X, y = validate_data(self, X, y, multi_output=True, y_numeric=False)
-        feature_range = check_range(self.feature_range, "feature_range")
+        feature_range = check_range(self.feature_range, "feature_range", X.shape[1])
         label_range = check_range(self.label_range, "label_range")
         if feature_range is not None and (
             np.any(X < feature_range[0]) or np.any(X > feature_range[1])
@@ -199,13 +215,21 @@ class PoisonabilityAnalyzer(BaseEstimator):
                 "The clean data lies outside feature_range; widen the range or pass "
                 "feature_range=None."
             )
-        self.target_ = resolve_target(self.target, X, y)
+        # recipes see the data as given, so the target keeps its feature names
+        self.target_ = resolve_target(self.target, X_given, y)
         objective = as_objective(self.target_, device=self.device, dtype=self.dtype)
         objective.check_n_features(X.shape[1])
+        check_feature_names(self.target_, X_given)
         self.objective_ = objective
         n = X.shape[0]
         self._n_clean = n
         self._clean_loss_sum = objective.loss_gradient_sum(X, y, batch_size=self.batch_size)
+        if not bool(torch.isfinite(self._clean_loss_sum).all()):
+            raise ValueError(
+                f"The loss gradient of the target {type(self.target_).__name__} on the "
+                f"clean data is not finite in {self.dtype}: its parameters are too large "
+                "for this data. Use dtype='float64', or a target with smaller parameters."
+            )
         w = objective.flat_params()
         penalty_grad = objective.penalty_gradient()
         self._clean_full = self._clean_loss_sum + objective.kappa(n) * penalty_grad
@@ -340,6 +364,8 @@ class PoisonabilityAnalyzer(BaseEstimator):
 
 
 def _check_epsilon(epsilon_d):
+    if np.asarray(epsilon_d).dtype == bool:
+        raise ValueError(f"epsilon_d must be a positive float, not a boolean; got {epsilon_d!r}.")
     eps = np.asarray(epsilon_d, dtype=float)
     if np.any(~np.isfinite(eps)) or np.any(eps <= 0):
         raise ValueError(f"epsilon_d must be positive and finite, got {epsilon_d!r}.")

@@ -9,12 +9,13 @@ from imblearn.base import BaseSampler
 from sklearn.base import _fit_context
 from sklearn.frozen import FrozenEstimator
 from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
+from sklearn.utils._param_validation import HasMethods, StrOptions
 from sklearn.utils.multiclass import type_of_target
 from sklearn.utils.validation import check_is_fitted, validate_data
 from tqdm.auto import tqdm
 
 from .._poisonability import PoisonabilityAnalyzer, check_range
+from ..utils import NumberInterval
 
 __all__ = ["GradientCanceling"]
 
@@ -100,8 +101,9 @@ class GradientCanceling(BaseSampler):
         Continue from the last ``X_poison_`` when its shape still fits.
     random_state : int, RandomState instance or None, default=None
         Seed of the initial subsample (and of torch).
-    device : str, default="auto"
-        Torch device; ``"auto"`` picks CUDA when available.
+    device : str or torch.device, default="auto"
+        Torch device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"`` or
+        ``"cuda:N"``.
     dtype : {"float32", "float64"}, default="float32"
         Precision of the optimisation.
     verbose : int, default=0
@@ -163,18 +165,18 @@ class GradientCanceling(BaseSampler):
 
     _parameter_constraints = {
         "target": [HasMethods(["fit"])],
-        "epsilon_d": [Interval(Real, 0, None, closed="neither")],
-        "max_iter": [Interval(Integral, 1, None, closed="left")],
+        "epsilon_d": [NumberInterval(Real, 0, None, closed="neither")],
+        "max_iter": [NumberInterval(Integral, 1, None, closed="left")],
         "optimizer": [StrOptions({"adam", "sgd"})],
-        "lr": [Interval(Real, 0, None, closed="neither"), None],
+        "lr": [NumberInterval(Real, 0, None, closed="neither"), None],
         "schedule": [StrOptions({"cosine", "constant"})],
-        "tol": [Interval(Real, 0, None, closed="left")],
-        "batch_size": [Interval(Integral, 1, None, closed="left"), None],
+        "tol": [NumberInterval(Real, 0, None, closed="left")],
+        "batch_size": [NumberInterval(Integral, 1, None, closed="left"), None],
         "feature_range": [tuple, list, None],
         "clip": [StrOptions({"data"}), None],
         "warm_start": ["boolean"],
         "random_state": ["random_state"],
-        "device": [str],
+        "device": [str, torch.device],
         "dtype": [StrOptions({"float32", "float64"})],
         "verbose": ["verbose"],
     }
@@ -222,13 +224,12 @@ class GradientCanceling(BaseSampler):
         tags = super().__sklearn_tags__()
         tags.target_tags.required = True
         tags.input_tags.sparse = False
-        tags.input_tags.dataframe = False
         return tags
 
     # ------------------------------------------------------------------ helpers
     def _box(self, X):
         """Projection box ``(low, high)`` per feature, or ``None``."""
-        box = check_range(self.feature_range, "feature_range")
+        box = check_range(self.feature_range, "feature_range", X.shape[1])
         # clean data outside the box is rejected by the analyzer fitted on it
         if box is not None:
             low = np.broadcast_to(box[0], (X.shape[1],)).astype(float)
@@ -288,6 +289,7 @@ class GradientCanceling(BaseSampler):
         -------
         self : GradientCanceling
         """
+        X_given = X
         X, y = validate_data(self, X, y, dtype=[np.float64, np.float32], y_numeric=False)
         if type_of_target(y) == "continuous" and not _is_regressor_target(self.target):
             raise ValueError(
@@ -311,7 +313,7 @@ class GradientCanceling(BaseSampler):
             batch_size=self.batch_size,
             device=self.device,
             dtype=self.dtype,
-        ).fit(X, y)
+        ).fit(X_given, y)  # as given: the target's feature names are checked
         objective = analyzer.objective_
         self.analyzer_ = analyzer
         self.target_ = analyzer.target_
@@ -319,7 +321,7 @@ class GradientCanceling(BaseSampler):
         self.threshold_ = analyzer.threshold_
 
         indices, X_init, y_poison = self._initial_poison(X, y, n_poison, rng)
-        y_encoded = objective.encode_labels(y_poison)
+        y_encoded = objective._encoded_labels(y_poison)
         penalty = objective.kappa(n + n_poison) * objective.penalty_gradient()
         base = (analyzer._clean_loss_sum + penalty) / n
         clean_norm = float(analyzer._clean_full.norm()) / n
@@ -353,6 +355,13 @@ class GradientCanceling(BaseSampler):
             value = float(residual.norm()) * to_relative
             if not (math.isfinite(value) and bool(torch.isfinite(grad_x).all())):
                 self._store(best_X, y_poison, indices, history, best_value, step, False)
+                if step == 0:  # no step taken yet: the target, not the step size
+                    raise FloatingPointError(
+                        "GradientCanceling: the target's gradient is not finite on the "
+                        f"initial poison (rows of the clean data) in {self.dtype}; its "
+                        "parameters are too large for this data. Use dtype='float64' or a "
+                        "target with smaller parameters."
+                    )
                 raise FloatingPointError(
                     f"GradientCanceling hit a non-finite residual or gradient at iteration "
                     f"{step}; the best finite poison so far (relative gradient norm "
@@ -398,16 +407,19 @@ class GradientCanceling(BaseSampler):
 
         Returns
         -------
-        X_resampled : ndarray of shape (n_samples + n_poison, n_features)
-        y_resampled : ndarray of shape (n_samples + n_poison,)
+        X_resampled : array-like of shape (n_samples + n_poison, n_features)
+            In the container ``X`` came in: a DataFrame keeps its column names (with
+            a fresh index and the validated float dtype, so poison features are never
+            rounded), a list stays a list, anything else is an ndarray.
+        y_resampled : array-like of shape (n_samples + n_poison,)
+            In the container ``y`` came in (a Series keeps its name and dtype); a list
+            when ``X`` is a list.
         """
         self.fit(X, y)
-        as_lists = isinstance(X, list)
+        X_given, y_given = X, y
         X, y = validate_data(self, X, y, reset=False, dtype=[np.float64, np.float32])
         X_resampled, y_resampled = self._fit_resample(X, y)
-        if as_lists:  # imbalanced-learn returns the container it was given
-            return X_resampled.tolist(), y_resampled.tolist()
-        return X_resampled, y_resampled
+        return _as_given(X_given, y_given, X_resampled, y_resampled)
 
     def _fit_resample(self, X, y):
         """The validated clean data followed by the fitted poison."""
@@ -420,6 +432,29 @@ class GradientCanceling(BaseSampler):
         if X_poison is None:
             X_poison, y_poison = self.X_poison_, self.y_poison_
         return self.analyzer_.gradient_norm(X_poison, y_poison)
+
+
+def _as_given(X_given, y_given, X_out, y_out):
+    """The resampled arrays in the containers the caller passed (as imbalanced-learn)."""
+    if isinstance(X_given, list):
+        return X_out.tolist(), y_out.tolist()
+    if hasattr(X_given, "columns") and hasattr(X_given, "iloc"):  # a DataFrame
+        import pandas as pd
+
+        X_out = pd.DataFrame(X_out, columns=X_given.columns)
+    if hasattr(y_given, "iloc"):  # a Series or DataFrame
+        import pandas as pd
+
+        index = getattr(X_out, "index", None)
+        if hasattr(y_given, "columns"):
+            y_out = pd.DataFrame(
+                y_out.reshape(len(y_out), -1), columns=y_given.columns, index=index
+            ).astype(y_given.dtypes)
+        else:
+            y_out = pd.Series(y_out, name=y_given.name, index=index).astype(y_given.dtype)
+    elif isinstance(y_given, list):
+        y_out = y_out.tolist()
+    return X_out, y_out
 
 
 def _is_regressor_target(target):

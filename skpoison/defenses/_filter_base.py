@@ -24,11 +24,12 @@ from sklearn.base import (
     is_regressor,
 )
 from sklearn.utils import _safe_indexing, check_random_state
-from sklearn.utils._param_validation import HasMethods, Interval
+from sklearn.utils._param_validation import HasMethods
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import validate_data
 
 from ..objectives import as_objective
+from ..utils import NumberInterval
 
 __all__ = ["BaseGradientFilter", "is_torch_net", "rows_per_chunk"]
 
@@ -96,10 +97,10 @@ class BaseGradientFilter(OutlierMixin, OneToOneFeatureMixin, BaseEstimator):
 
     _parameter_constraints = {
         "estimator": [HasMethods(["fit"])],
-        "removal_fraction": [Interval(Real, 0, 1, closed="left")],
-        "batch_size": [Interval(Integral, 1, None, closed="left"), None],
+        "removal_fraction": [NumberInterval(Real, 0, 1, closed="left")],
+        "batch_size": [NumberInterval(Integral, 1, None, closed="left"), None],
         "random_state": ["random_state"],
-        "device": [str],
+        "device": [str, torch.device],
     }
 
     def __sklearn_tags__(self):

@@ -8,9 +8,10 @@ import torch
 from sklearn.base import is_regressor
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import train_test_split
-from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils._param_validation import StrOptions
 from torch.func import grad, hessian, jvp, vmap
 
+from ..utils import NumberInterval
 from ._filter_base import BaseGradientFilter
 
 __all__ = ["InfluenceFilter"]
@@ -257,11 +258,11 @@ class InfluenceFilter(BaseGradientFilter):
     _parameter_constraints = {
         **BaseGradientFilter._parameter_constraints,
         "influence": [StrOptions({"self", "validation"})],
-        "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
-        "damping": [Interval(Real, 0, None, closed="left")],
+        "validation_fraction": [NumberInterval(Real, 0, 1, closed="neither")],
+        "damping": [NumberInterval(Real, 0, None, closed="left")],
         "solver": [StrOptions({"auto", "exact", "cg"})],
-        "cg_max_iter": [Interval(Integral, 1, None, closed="left")],
-        "cg_tol": [Interval(Real, 0, None, closed="neither")],
+        "cg_max_iter": [NumberInterval(Integral, 1, None, closed="left")],
+        "cg_tol": [NumberInterval(Real, 0, None, closed="neither")],
     }
 
     def __init__(
@@ -358,7 +359,7 @@ class InfluenceFilter(BaseGradientFilter):
         else:
             self.solver_ = self.solver
         solve = self._solver(
-            objective, objective.as_features(X[train]), objective.encode_labels(y[train])
+            objective, objective.as_features(X[train]), objective._encoded_labels(y[train])
         )
         if self.influence == "validation":
             val_gradient = objective.loss_gradient_sum(X[val], y[val]) / len(val)

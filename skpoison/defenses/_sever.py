@@ -4,8 +4,8 @@ from numbers import Integral
 
 import numpy as np
 import torch
-from sklearn.utils._param_validation import Interval
 
+from ..utils import NumberInterval
 from ._filter_base import BaseGradientFilter, rows_per_chunk
 
 __all__ = ["SeverFilter"]
@@ -166,7 +166,7 @@ class SeverFilter(BaseGradientFilter):
 
     _parameter_constraints = {
         **BaseGradientFilter._parameter_constraints,
-        "n_iter": [Interval(Integral, 1, None, closed="left")],
+        "n_iter": [NumberInterval(Integral, 1, None, closed="left")],
     }
 
     def __init__(

@@ -12,14 +12,18 @@ the paper's training protocol.
 import contextlib
 import contextvars
 import inspect
+import warnings
 from numbers import Integral
 
 import numpy as np
 import torch
+from scipy.sparse import issparse
 from skorch import NeuralNetClassifier
 from skorch.callbacks import EpochScoring
 from skorch.utils import is_dataset
+from sklearn.exceptions import DataConversionWarning
 from sklearn.utils import check_random_state
+from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_array
 
 from ..utils import resolve_device
@@ -183,11 +187,12 @@ class SeededNeuralNetClassifier(NeuralNetClassifier):
     # --------------------------------------------------------------------- data
     def _remember_data(self, X, y):
         """Record the row length and the classes of the first fit."""
-        if not is_dataset(X) and not isinstance(X, dict):
+        if not is_dataset(X) and not _is_dict(X):
             X = self._check_X(X, check_length=False)
             self.n_features_in_ = int(np.prod(X.shape[1:]))
         if y is not None:
             y = _labels(y)
+            check_classification_targets(y)  # continuous y: a clear error, not n classes
             if self.classes is None:
                 self.classes_inferred_ = np.unique(y)
             self._encode(y)  # unknown labels fail before training
@@ -203,7 +208,7 @@ class SeededNeuralNetClassifier(NeuralNetClassifier):
     def _check_X(self, X, check_length=True):
         if isinstance(X, torch.Tensor):
             X = X.to(self._input_dtype())
-        elif not isinstance(X, dict):
+        elif not _is_dict(X):
             dtype = torch.empty((), dtype=self._input_dtype()).numpy().dtype
             X = check_array(X, dtype=dtype, allow_nd=True, input_name="X")
         else:
@@ -296,6 +301,7 @@ class SeededNeuralNetClassifier(NeuralNetClassifier):
         -------
         self : SeededNeuralNetClassifier
         """
+        X, y = _as_arrays(self, X, y)
         if not (self.warm_start and self.initialized_):
             self.__dict__.pop("classes_inferred_", None)
             self._remember_data(X, y)
@@ -318,6 +324,7 @@ class SeededNeuralNetClassifier(NeuralNetClassifier):
         -------
         self : SeededNeuralNetClassifier
         """
+        X, y = _as_arrays(self, X, y)
         if not self.initialized_:
             self.__dict__.pop("classes_inferred_", None)
             self._remember_data(X, y)
@@ -336,7 +343,34 @@ class SeededNeuralNetClassifier(NeuralNetClassifier):
         -------
         y_pred : ndarray of shape (n_samples,)
         """
-        return np.asarray(self.classes_)[self.predict_proba(X).argmax(axis=1)]
+        # predict_proba first: before fit it raises skorch's NotInitializedError, a
+        # NotFittedError (classes_ would raise a bare AttributeError)
+        index = self.predict_proba(X).argmax(axis=1)
+        return np.asarray(self.classes_)[index]
+
+
+def _is_dict(X):
+    """A dict of inputs for skorch (scipy's dok sparse format is a dict, but not one)."""
+    return isinstance(X, dict) and not issparse(X)
+
+
+def _as_arrays(net, X, y):
+    """Array-likes (lists, pandas, ...) as ndarrays, since skorch indexes ``X`` and ``y``
+    row by row; tensors, datasets, dicts and sparse input (rejected later) as they are.
+    """
+    if not (
+        isinstance(X, (np.ndarray, torch.Tensor)) or is_dataset(X) or _is_dict(X) or issparse(X)
+    ):
+        X = np.asarray(X)
+    if y is None:
+        if not (is_dataset(X) or _is_dict(X)):
+            raise ValueError(
+                f"{type(net).__name__} requires y to be passed, but the target y is None; "
+                "pass the class labels of the rows of X."
+            )
+    elif not isinstance(y, (np.ndarray, torch.Tensor)):
+        y = np.asarray(y)
+    return X, y
 
 
 def _labels(y):
@@ -344,9 +378,17 @@ def _labels(y):
         y = y.detach().cpu().numpy()
     y = np.asarray(y)
     if y.ndim == 2 and y.shape[1] == 1:
+        warnings.warn(
+            "A column-vector y was passed when a 1d array was expected; it is raveled.",
+            DataConversionWarning,
+            stacklevel=4,
+        )
         y = y[:, 0]
     if y.ndim != 1:
-        raise ValueError(f"y must be a 1-d array of class labels, got shape {y.shape}.")
+        raise ValueError(
+            "Multilabel and multioutput targets are not supported: y must be a 1-d "
+            f"array of class labels, got shape {y.shape}."
+        )
     return y
 
 
@@ -501,7 +543,9 @@ def make_net(
         params["optimizer__momentum"] = float(momentum)
     if weight_decay:
         params["optimizer__weight_decay"] = float(weight_decay)
-    if not (isinstance(batch_size, Integral) and (batch_size >= 1 or batch_size == -1)):
+    if isinstance(batch_size, bool) or not (
+        isinstance(batch_size, Integral) and (batch_size >= 1 or batch_size == -1)
+    ):
         raise ValueError(f"batch_size must be a positive int or -1, got {batch_size!r}.")
     params.update({f"module__{k}": v for k, v in module_kwargs.items()})
     params.update(

@@ -1,5 +1,6 @@
 """``as_objective``: the one entry point from a fitted estimator to its objective."""
 
+import torch
 from sklearn.frozen import FrozenEstimator
 
 from ._sklearn import sklearn_objective
@@ -39,6 +40,8 @@ def as_objective(estimator, *, device="auto", dtype="float32"):
     ------
     TypeError
         If the estimator (or its configuration) is not supported.
+    ValueError
+        If the estimator's parameters contain NaN or infinity.
     sklearn.exceptions.NotFittedError
         If the estimator is not fitted.
 
@@ -60,9 +63,32 @@ def as_objective(estimator, *, device="auto", dtype="float32"):
     for adapter in (sklearn_objective, skorch_objective):
         objective = adapter(estimator, device=device, dtype=dtype)
         if objective is not None:
+            _check_finite_params(objective)
             return objective
     raise TypeError(
         f"{type(estimator).__name__} is not a supported victim. Supported: "
         + "; ".join(SUPPORTED_ESTIMATORS)
         + "."
     )
+
+
+def _check_finite_params(objective):
+    """Raise ``ValueError`` naming the parameters of the model that are NaN or infinite.
+
+    A model with such parameters has no meaningful gradient: the threshold would read
+    0 ("poisonable at any budget") and a corruption budget would be infinite.
+    """
+    bad = []
+    for name, value in objective.params.items():
+        n_bad = int((~torch.isfinite(value)).sum())
+        if n_bad:
+            bad.append(f"{name} ({n_bad} of {value.numel()} entries)")
+    if bad:
+        precision = str(objective.dtype).replace("torch.", "")
+        hint = " or use dtype='float64'" if objective.dtype == torch.float32 else ""
+        raise ValueError(
+            f"The fitted {type(objective.estimator).__name__} has non-finite parameters: "
+            f"{', '.join(bad)} are NaN or infinite (as {precision}). Refit it (scale the "
+            f"data or regularise more if its training diverged){hint}, or pass a model "
+            "with finite parameters."
+        )

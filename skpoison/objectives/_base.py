@@ -33,6 +33,22 @@ def _batches(n, batch_size):
         yield slice(start, min(start + batch_size, n))
 
 
+class _EncodedLabels:
+    """Labels already encoded by :meth:`Objective.encode_labels` (an explicit marker:
+    whether labels are encoded is never guessed from a tensor's dtype)."""
+
+    __slots__ = ("tensor",)
+
+    def __init__(self, tensor):
+        self.tensor = tensor
+
+    def __len__(self):
+        return len(self.tensor)
+
+    def __getitem__(self, index):
+        return _EncodedLabels(self.tensor[index])
+
+
 class Objective:
     """A victim's training objective at fixed parameters.
 
@@ -218,14 +234,13 @@ class Objective:
 
         Classifiers: +-1 for binary margins, a +-1 matrix for one-vs-rest, class
         indices for cross-entropy; labels the model does not know raise ``ValueError``.
-        Regression: a float tensor of shape ``(m, k)``.
+        Regression: a float tensor of shape ``(m, k)``.  Tensors are raw labels too;
+        only the result of :meth:`_encoded_labels` passes through unchanged.
         """
-        if isinstance(y, torch.Tensor) and y.device == self.device:
-            if self.kind == "cross_entropy" and y.dtype == torch.long:
-                return y
-            if y.dtype == self.dtype:
-                return y
-            y = y.cpu().numpy()
+        if isinstance(y, _EncodedLabels):
+            return y.tensor
+        if isinstance(y, torch.Tensor):  # raw labels, whatever their dtype
+            y = y.detach().cpu().numpy()
         y = np.asarray(y)
         if self.classes is not None and y.ndim == 2:
             if y.shape[1] != 1:
@@ -262,6 +277,11 @@ class Objective:
         signs = -np.ones((len(y), len(self.classes)))
         signs[np.arange(len(y)), index] = 1.0
         return to_tensor(signs, device=self.device, dtype=self.dtype)
+
+    def _encoded_labels(self, y):
+        """``y`` encoded once, for internal callers that pass the same labels repeatedly
+        to the loss and gradient methods (sliceable; never re-encoded)."""
+        return _EncodedLabels(self.encode_labels(y))
 
     # ------------------------------------------------------------------- losses
     def outputs(self, X, params=None):

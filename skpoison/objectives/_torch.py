@@ -100,8 +100,8 @@ def skorch_objective(net, *, device, dtype):
         if isinstance(net, NeuralNetClassifier):
             # NeuralNetClassifier's module outputs probabilities and its get_loss takes
             # log(p + eps), eps of the module's dtype, before NLLLoss
-            dtype = next(net.module_.parameters()).dtype
-            probability_epsilon = float(torch.finfo(dtype).eps)
+            module_dtype = next(net.module_.parameters()).dtype
+            probability_epsilon = float(torch.finfo(module_dtype).eps)
     else:
         raise TypeError(
             f"criterion {type(criterion).__name__} is not supported; use "

@@ -13,6 +13,8 @@ from sklearn.utils import get_tags
 from sklearn.utils._available_if import available_if
 from sklearn.utils.validation import check_is_fitted
 
+from ..utils import check_feature_names
+
 __all__ = ["TargetRecipe", "fit_source_estimator", "is_fitted", "resolve_target"]
 
 
@@ -50,8 +52,13 @@ def resolve_target(target, X, y):
 
 
 def fit_source_estimator(estimator, X, y):
-    """The model a recipe starts from: frozen ones are taken, others fitted on ``(X, y)``."""
+    """The model a recipe starts from: frozen ones are taken, others fitted on ``(X, y)``.
+
+    Pass ``X`` as the caller gave it: a fitted model keeps the column names it was
+    fitted with, and a frozen one has them checked against ``X``'s.
+    """
     if isinstance(estimator, FrozenEstimator):
+        check_feature_names(estimator.estimator, X)
         return estimator.estimator
     if isinstance(estimator, TargetRecipe):
         return clone(estimator).fit(X, y).target_

@@ -6,10 +6,11 @@ import numpy as np
 from sklearn.base import _fit_context, clone
 from sklearn.frozen import FrozenEstimator
 from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import HasMethods, Interval
+from sklearn.utils._param_validation import HasMethods
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import validate_data
 
+from ..utils import NumberInterval
 from ._base import TargetRecipe
 
 __all__ = ["LabelFlipTarget"]
@@ -58,7 +59,7 @@ class LabelFlipTarget(TargetRecipe):
 
     _parameter_constraints = {
         "estimator": [HasMethods(["fit"])],
-        "flip_fraction": [Interval(Real, 0, 1, closed="right")],
+        "flip_fraction": [NumberInterval(Real, 0, 1, closed="right")],
         "random_state": ["random_state"],
     }
 
@@ -87,6 +88,7 @@ class LabelFlipTarget(TargetRecipe):
                 "LabelFlipTarget fits its estimator on flipped labels; pass an unfitted "
                 f"classifier, not {type(self.estimator).__name__}."
             )
+        X_given = X
         X, y = validate_data(self, X, y)
         check_classification_targets(y)
         classes = np.unique(y)
@@ -103,7 +105,7 @@ class LabelFlipTarget(TargetRecipe):
         # shift by 1..c-1 classes: always a different label, uniform over the others
         shift = rng.randint(1, len(classes), size=n_flip)
         y_flipped[flipped] = classes[(index + shift) % len(classes)]
-        target = clone(self.estimator).fit(X, y_flipped)
+        target = clone(self.estimator).fit(X_given, y_flipped)  # keeps feature names
         self.flipped_indices_ = flipped
         self._set_fitted_attributes(target, target)
         return self

@@ -15,10 +15,11 @@ import numpy as np
 import torch
 from sklearn.base import _fit_context
 from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
+from sklearn.utils._param_validation import HasMethods, StrOptions
 from sklearn.utils.validation import validate_data
 
 from ..objectives import as_objective
+from ..utils import NumberInterval
 from ._base import TargetRecipe, fit_source_estimator
 
 __all__ = ["GradPC", "RandomPC"]
@@ -32,17 +33,34 @@ _CHUNK = 4096
 
 # --------------------------------------------------------------------- shared helpers
 def _norm(v, norm):
-    """``||v||_2`` (``norm="l2"``) or ``||v||_inf`` (``norm="linf"``) as a float."""
+    """``||v||_2`` (``norm="l2"``) or ``||v||_inf`` (``norm="linf"``) as a float.
+
+    When the squares overflow (entries near 1e155 and above) or underflow, the L2 norm
+    is taken of ``v / max|v|`` and scaled back, so it is right whenever it is
+    representable.
+    """
     if v.numel() == 0:
         return 0.0
-    if norm == "l2":
-        return float(torch.linalg.vector_norm(v))
-    return float(v.abs().max())
+    largest = float(v.abs().max())
+    if norm != "l2" or largest == 0 or not math.isfinite(largest):
+        return largest
+    length = float(torch.linalg.vector_norm(v))
+    if math.isfinite(length) and length >= largest:
+        return length
+    return largest * float(torch.linalg.vector_norm(v / largest))
 
 
 def _radius(w0, epsilon_w, norm, relative):
     """Budget ``r``: ``epsilon_w * ||w0||`` (relative) or ``epsilon_w`` (absolute)."""
-    return float(epsilon_w) * _norm(w0, norm) if relative else float(epsilon_w)
+    radius = float(epsilon_w) * _norm(w0, norm) if relative else float(epsilon_w)
+    # the corrupted parameters w0 + delta must be representable in float64
+    limit = np.finfo(np.float64).max / 4
+    if not radius <= limit:
+        raise ValueError(
+            f"epsilon_w={epsilon_w!r} gives a budget radius of {radius:.3g}, beyond what "
+            f"float64 parameters can hold (about {limit:.3g}); choose a smaller epsilon_w."
+        )
+    return radius
 
 
 def _project(w, w0, radius, norm):
@@ -79,8 +97,9 @@ def _relative_change(w, w0, norm):
 
 def _source_objective(recipe, X, y):
     """Validate ``(X, y)``, fit (or take) the source model and return its objective."""
+    X_given = X  # the source sees the data as given and keeps its feature names
     X, y = validate_data(recipe, X, y, multi_output=True)
-    source = fit_source_estimator(recipe.estimator, X, y)
+    source = fit_source_estimator(recipe.estimator, X_given, y)
     objective = as_objective(source, device=recipe.device, dtype=_DTYPE)
     objective.check_n_features(X.shape[1])
     return X, y, source, objective
@@ -88,7 +107,7 @@ def _source_objective(recipe, X, y):
 
 _COMMON_CONSTRAINTS = {
     "estimator": [HasMethods(["fit"])],
-    "epsilon_w": [Interval(Real, 0, None, closed="neither")],
+    "epsilon_w": [NumberInterval(Real, 0, None, closed="neither")],
     "norm": [StrOptions({"l2", "linf"})],
     "relative": ["boolean"],
     "random_state": ["random_state"],
@@ -131,7 +150,7 @@ class GradPC(TargetRecipe):
         :func:`skpoison.objectives.as_objective`.
     epsilon_w : float, default=0.5
         Size of the budget: relative to ``||w0||`` when ``relative=True``, absolute
-        otherwise.  Must be positive.
+        otherwise.  Must be positive, with a radius float64 parameters can hold.
     norm : {"l2", "linf"}, default="l2"
         Norm of the budget and shape of the steps (normalised gradient or sign).
     relative : bool, default=True
@@ -146,8 +165,9 @@ class GradPC(TargetRecipe):
         ``2.5 / max_iter`` (enough to reach the boundary and move along it).
     random_state : int, RandomState instance or None, default=None
         Seed of the choice of validation rows.
-    device : str, default="auto"
-        Torch device of the computation; ``"auto"`` picks CUDA when available.
+    device : str or torch.device, default="auto"
+        Torch device of the computation: ``"auto"`` (CUDA when available), ``"cpu"``,
+        ``"cuda"`` or ``"cuda:N"``.
 
     Attributes
     ----------
@@ -207,9 +227,9 @@ class GradPC(TargetRecipe):
 
     _parameter_constraints = {
         **_COMMON_CONSTRAINTS,
-        "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
-        "max_iter": [Interval(Integral, 1, None, closed="left")],
-        "step_size": [Interval(Real, 0, None, closed="neither"), None],
+        "validation_fraction": [NumberInterval(Real, 0, 1, closed="neither")],
+        "max_iter": [NumberInterval(Integral, 1, None, closed="left")],
+        "step_size": [NumberInterval(Real, 0, None, closed="neither"), None],
     }
 
     def __init__(
@@ -259,7 +279,7 @@ class GradPC(TargetRecipe):
         if objective.classes is not None and y_val.ndim == 2 and y_val.shape[1] == 1:
             y_val = y_val[:, 0]
         X_val = objective.as_features(X[val])
-        y_val = objective.encode_labels(y_val)
+        y_val = objective._encoded_labels(y_val)
 
         def loss_and_grad(w):
             w = w.detach().requires_grad_(True)
@@ -359,8 +379,9 @@ class RandomPC(TargetRecipe):
         Whether ``epsilon_w`` is relative to the norm of the clean parameters.
     random_state : int, RandomState instance or None, default=None
         Seed of the random direction.
-    device : str, default="auto"
-        Torch device of the computation; ``"auto"`` picks CUDA when available.
+    device : str or torch.device, default="auto"
+        Torch device of the computation: ``"auto"`` (CUDA when available), ``"cpu"``,
+        ``"cuda"`` or ``"cuda:N"``.
 
     Attributes
     ----------

@@ -5,10 +5,11 @@ from numbers import Real
 import torch
 
 from sklearn.base import _fit_context
-from sklearn.utils._param_validation import HasMethods, Interval
+from sklearn.utils._param_validation import HasMethods
 from sklearn.utils.validation import validate_data
 
 from ..objectives import as_objective
+from ..utils import NumberInterval
 from ._base import TargetRecipe, fit_source_estimator
 
 __all__ = ["ScaledTarget"]
@@ -58,7 +59,7 @@ class ScaledTarget(TargetRecipe):
 
     _parameter_constraints = {
         "estimator": [HasMethods(["fit"])],
-        "scale": [Interval(Real, 0, None, closed="neither")],
+        "scale": [NumberInterval(Real, 0, None, closed="neither")],
     }
 
     def __init__(self, estimator, *, scale=0.5):
@@ -80,8 +81,9 @@ class ScaledTarget(TargetRecipe):
         -------
         self : ScaledTarget
         """
+        X_given = X
         X, y = validate_data(self, X, y, multi_output=True)
-        source = fit_source_estimator(self.estimator, X, y)
+        source = fit_source_estimator(self.estimator, X_given, y)
         objective = as_objective(source, device="cpu", dtype="float64")
         flat = objective.flat_params().clone()
         # the output layer: every threshold group (all parameters of a linear model)
