@@ -244,6 +244,13 @@ class PoisonabilityAnalyzer(BaseEstimator):
             self._s0.append(s + base * q)
             self._slope.append(slope * q)
             self._w_norms.append(float(w[idx].norm()))
+        if not np.all(np.isfinite(self._s0 + self._slope)):
+            raise ValueError(
+                f"The inner product of the target {type(self.target_).__name__}'s "
+                f"parameters with its clean gradient overflows {self.dtype}: its "
+                "parameters are too large to give a threshold. Use dtype='float64', or a "
+                "target with smaller parameters."
+            )
         self.inner_product_ = float(sum(self._s0))
         self._bounds = objective.group_bounds(
             feature_range=feature_range, label_range=label_range
