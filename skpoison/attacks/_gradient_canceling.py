@@ -14,35 +14,22 @@ from sklearn.utils.multiclass import type_of_target
 from sklearn.utils.validation import check_is_fitted, validate_data
 from tqdm.auto import tqdm
 
-from .._poisonability import PoisonabilityAnalyzer, check_range
+from .._poisonability import PoisonabilityAnalyzer
+from ..utils import batch_slices, check_range
 
 __all__ = ["GradientCanceling"]
 
 
-def _cosine(step, total):
-    return 0.5 * (1.0 + math.cos(math.pi * step / max(total, 1)))
-
-
-class _StepRule:
-    """Adam, or SGD with momentum 0.9, on a tensor of poison features."""
-
-    def __init__(self, name, like, beta1=0.9, beta2=0.999, eps=1e-8):
-        self.name = name
-        self.beta1, self.beta2, self.eps = beta1, beta2, eps
-        self.m = torch.zeros_like(like)
-        self.v = torch.zeros_like(like) if name == "adam" else None
-        self.t = 0
-
-    def step(self, X, grad, lr):
-        self.t += 1
-        if self.name == "sgd":
-            self.m = 0.9 * self.m + grad
-            return X - lr * self.m
-        self.m = self.beta1 * self.m + (1 - self.beta1) * grad
-        self.v = self.beta2 * self.v + (1 - self.beta2) * grad**2
-        m_hat = self.m / (1 - self.beta1**self.t)
-        v_hat = self.v / (1 - self.beta2**self.t)
-        return X - lr * m_hat / (torch.sqrt(v_hat) + self.eps)
+def _optimizer(name, X_p, lr, *, schedule, max_iter):
+    """A ``torch.optim`` optimizer on the poison features, and its step-size schedule."""
+    if name == "adam":
+        optimizer = torch.optim.Adam([X_p], lr=lr)
+    else:  # the paper's SGD with momentum 0.9
+        optimizer = torch.optim.SGD([X_p], lr=lr, momentum=0.9)
+    scheduler = None
+    if schedule == "cosine":
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(max_iter, 1))
+    return optimizer, scheduler
 
 
 class GradientCanceling(BaseSampler):
@@ -257,24 +244,25 @@ class GradientCanceling(BaseSampler):
         """Residual ``r`` and ``grad_X 0.5||r||^2`` at poison ``X_p`` (exact)."""
         if self.batch_size is None or self.batch_size >= len(X_p):
             grad_x, gradient_sum = objective.poison_feature_gradient(
-                X_p, y_p, lambda s: base + s / n
+                X_p, y_p, lambda s: base + s / n, encoded=True
             )
             return base + gradient_sum / n, grad_x / n
-        batches = [
-            slice(i, min(i + self.batch_size, len(X_p)))
-            for i in range(0, len(X_p), self.batch_size)
-        ]
         # pass 1: the poison gradient sum, no graph kept
-        residual = base + objective.loss_gradient_sum(X_p, y_p, batch_size=self.batch_size) / n
+        residual = base + objective.loss_gradient_sum(
+            X_p, y_p, batch_size=self.batch_size, encoded=True
+        ) / n
         # pass 2: per batch, the feature gradient of <r, sum_j grad_w l(z_j)>
         grad_x = torch.cat(
-            [objective.poison_feature_gradient(X_p[b], y_p[b], residual)[0] for b in batches]
+            [
+                objective.poison_feature_gradient(X_p[b], y_p[b], residual, encoded=True)[0]
+                for b in batch_slices(len(X_p), self.batch_size)
+            ]
         )
         return residual, grad_x / n
 
     # ---------------------------------------------------------------------- fit
     @_fit_context(prefer_skip_nested_validation=False)
-    def fit(self, X, y):
+    def fit(self, X, y, clean_gradient=None):
         """Build the poison for the clean data ``(X, y)``.
 
         Parameters
@@ -283,6 +271,11 @@ class GradientCanceling(BaseSampler):
             Clean training data.
         y : array-like of shape (n_samples,)
             Clean labels.
+        clean_gradient : CleanGradient or None, default=None
+            The clean side already computed for this target on this ``(X, y)`` in
+            this ``dtype`` (for example ``clean_`` of a fitted
+            :class:`~skpoison.PoisonabilityAnalyzer`), so that several budgets on the
+            same data compute ``g(mu)`` once; ``None`` computes it.
 
         Returns
         -------
@@ -311,8 +304,9 @@ class GradientCanceling(BaseSampler):
             batch_size=self.batch_size,
             device=self.device,
             dtype=self.dtype,
-        ).fit(X, y)
+        ).fit(X, y, clean_gradient=clean_gradient)
         objective = analyzer.objective_
+        clean = analyzer.clean_
         self.analyzer_ = analyzer
         self.target_ = analyzer.target_
         self.objective_ = objective
@@ -320,11 +314,8 @@ class GradientCanceling(BaseSampler):
 
         indices, X_init, y_poison = self._initial_poison(X, y, n_poison, rng)
         y_encoded = objective.encode_labels(y_poison)
-        penalty = objective.kappa(n + n_poison) * objective.penalty_gradient()
-        base = (analyzer._clean_loss_sum + penalty) / n
-        clean_norm = float(analyzer._clean_full.norm()) / n
-        clean_norm = max(clean_norm, np.finfo(float).tiny)
-        to_relative = n / ((n + n_poison) * clean_norm)
+        base = clean.canceling_base(n_poison)
+        to_relative = n / ((n + n_poison) * clean.norm)
 
         X_p = objective.as_features(X_init).clone()
         low = high = None
@@ -337,7 +328,9 @@ class GradientCanceling(BaseSampler):
             lr = (0.2 if self.lr is None else self.lr) * scale
         else:
             lr = 0.5 if self.lr is None else self.lr
-        step_rule = _StepRule(self.optimizer, X_p)
+        optimizer, scheduler = _optimizer(
+            self.optimizer, X_p, lr, schedule=self.schedule, max_iter=self.max_iter
+        )
         # the gradient of 0.5 ||r||^2 / ||g_hat(mu)||^2: scale-free in the gradient's units
         base_norm = float(base.norm())
         grad_scale = 1.0 / base_norm**2 if base_norm > 0 else 1.0
@@ -353,11 +346,7 @@ class GradientCanceling(BaseSampler):
             value = float(residual.norm()) * to_relative
             if not (math.isfinite(value) and bool(torch.isfinite(grad_x).all())):
                 self._store(best_X, y_poison, indices, history, best_value, step, False)
-                raise FloatingPointError(
-                    f"GradientCanceling hit a non-finite residual or gradient at iteration "
-                    f"{step}; the best finite poison so far (relative gradient norm "
-                    f"{best_value:.3g}) is kept in X_poison_. Lower lr or use dtype='float64'."
-                )
+                raise _non_finite_error(step, best_value)
             history.append(value)
             if value < best_value:
                 best_value, best_X = value, X_p.detach().clone()
@@ -366,10 +355,19 @@ class GradientCanceling(BaseSampler):
             if value <= self.tol:
                 converged = True
                 break
-            step_lr = lr * _cosine(step, self.max_iter) if self.schedule == "cosine" else lr
-            X_p = step_rule.step(X_p, grad_x * grad_scale, step_lr)
+            X_p.grad = grad_x.mul_(grad_scale)
+            try:
+                optimizer.step()
+            except RuntimeError as error:  # a step size beyond the dtype's range
+                if "overflow" not in str(error):
+                    raise
+                self._store(best_X, y_poison, indices, history, best_value, step + 1, False)
+                raise _non_finite_error(step + 1, best_value) from error
+            if scheduler is not None:
+                scheduler.step()
             if low is not None:
-                X_p = torch.maximum(torch.minimum(X_p, high), low)
+                with torch.no_grad():
+                    torch.clamp(X_p, low, high, out=X_p)
         progress.close()
         self._store(best_X, y_poison, indices, history, best_value, len(history), converged)
         return self
@@ -386,7 +384,7 @@ class GradientCanceling(BaseSampler):
         self.n_iter_ = int(n_iter)
         self.converged_ = bool(converged)
 
-    def fit_resample(self, X, y):
+    def fit_resample(self, X, y, clean_gradient=None):
         """Build the poison and return the clean data followed by it.
 
         Parameters
@@ -395,13 +393,15 @@ class GradientCanceling(BaseSampler):
             Clean training data.
         y : array-like of shape (n_samples,)
             Clean labels.
+        clean_gradient : CleanGradient or None, default=None
+            See :meth:`fit`.
 
         Returns
         -------
         X_resampled : ndarray of shape (n_samples + n_poison, n_features)
         y_resampled : ndarray of shape (n_samples + n_poison,)
         """
-        self.fit(X, y)
+        self.fit(X, y, clean_gradient=clean_gradient)
         as_lists = isinstance(X, list)
         X, y = validate_data(self, X, y, reset=False, dtype=[np.float64, np.float32])
         X_resampled, y_resampled = self._fit_resample(X, y)
@@ -420,6 +420,14 @@ class GradientCanceling(BaseSampler):
         if X_poison is None:
             X_poison, y_poison = self.X_poison_, self.y_poison_
         return self.analyzer_.gradient_norm(X_poison, y_poison)
+
+
+def _non_finite_error(step, best_value):
+    return FloatingPointError(
+        f"GradientCanceling hit a non-finite residual or gradient at iteration "
+        f"{step}; the best finite poison so far (relative gradient norm "
+        f"{best_value:.3g}) is kept in X_poison_. Lower lr or use dtype='float64'."
+    )
 
 
 def _is_regressor_target(target):

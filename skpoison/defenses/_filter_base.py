@@ -29,21 +29,13 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import validate_data
 
 from ..objectives import as_objective
+from ..utils import batch_slices, is_torch_net
 
-__all__ = ["BaseGradientFilter", "is_torch_net", "rows_per_chunk"]
+__all__ = ["BaseGradientFilter", "rows_per_chunk"]
 
 # Elements (rows x parameters) per chunk when per-sample gradients are computed, so
 # that the intermediate tensors of ``torch.func.vmap`` stay bounded.
 _CHUNK_ELEMENTS = 2**24
-
-
-def is_torch_net(estimator):
-    """Whether ``estimator`` is a skorch net (computed on ``device``, in float32)."""
-    try:
-        from skorch import NeuralNet
-    except ImportError:  # pragma: no cover - skorch is a dependency
-        return False
-    return isinstance(estimator, NeuralNet)
 
 
 def rows_per_chunk(batch_size, n_rows, n_params):
@@ -142,8 +134,8 @@ class BaseGradientFilter(OutlierMixin, OneToOneFeatureMixin, BaseEstimator):
         """``(m, n_params)`` per-sample loss gradients, computed in chunks."""
         rows = rows_per_chunk(self.batch_size, len(X), objective.n_params)
         parts = [
-            objective.per_sample_gradients(X[start : start + rows], y[start : start + rows])
-            for start in range(0, len(X), rows)
+            objective.per_sample_gradients(X[rows_slice], y[rows_slice])
+            for rows_slice in batch_slices(len(X), rows)
         ]
         grads = torch.cat(parts) if parts else torch.zeros(0, objective.n_params)
         if not bool(torch.isfinite(grads).all()):

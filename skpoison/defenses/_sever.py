@@ -6,6 +6,7 @@ import numpy as np
 import torch
 from sklearn.utils._param_validation import Interval
 
+from ..utils import batch_slices
 from ._filter_base import BaseGradientFilter, rows_per_chunk
 
 __all__ = ["SeverFilter"]
@@ -201,7 +202,7 @@ class SeverFilter(BaseGradientFilter):
     def _streamed_scores(self, objective, X, y, rng):
         """The same scores without holding the gradient matrix: three kinds of passes."""
         rows = rows_per_chunk(self.batch_size, len(X), objective.n_params)
-        chunks = [slice(start, start + rows) for start in range(0, len(X), rows)]
+        chunks = list(batch_slices(len(X), rows))
         mean = objective.loss_gradient_sum(X, y, batch_size=rows) / len(X)
 
         def centred(chunk):

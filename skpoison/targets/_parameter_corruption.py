@@ -19,6 +19,7 @@ from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import validate_data
 
 from ..objectives import as_objective
+from ..utils import batch_slices
 from ._base import TargetRecipe, fit_source_estimator
 
 __all__ = ["GradPC", "RandomPC"]
@@ -265,9 +266,10 @@ class GradPC(TargetRecipe):
             w = w.detach().requires_grad_(True)
             params = objective.unflatten(w)
             total, grad = 0.0, torch.zeros_like(w)
-            for start in range(0, n_val, _CHUNK):
-                sl = slice(start, start + _CHUNK)
-                chunk = objective.sample_losses(X_val[sl], y_val[sl], params=params).sum()
+            for sl in batch_slices(n_val, _CHUNK):
+                chunk = objective.sample_losses(
+                    X_val[sl], y_val[sl], params=params, encoded=True
+                ).sum()
                 (g,) = torch.autograd.grad(chunk, w)
                 total += float(chunk.detach())
                 grad += g

@@ -1,6 +1,17 @@
-"""Device and dtype helpers and atomic file writes, shared by every skpoison module."""
+"""Device and dtype helpers, shared checks and atomic file writes used across skpoison."""
 
+from ._batches import batch_slices
 from ._device import resolve_device, resolve_dtype, to_tensor
 from ._io import atomic_write
+from ._validation import check_range, is_fitted, is_torch_net
 
-__all__ = ["atomic_write", "resolve_device", "resolve_dtype", "to_tensor"]
+__all__ = [
+    "atomic_write",
+    "batch_slices",
+    "check_range",
+    "is_fitted",
+    "is_torch_net",
+    "resolve_device",
+    "resolve_dtype",
+    "to_tensor",
+]
