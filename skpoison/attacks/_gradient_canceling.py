@@ -15,7 +15,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from tqdm.auto import tqdm
 
 from .._poisonability import PoisonabilityAnalyzer
-from ..utils import batch_slices, check_range
+from ..utils import batch_slices, projection_box
 
 __all__ = ["GradientCanceling"]
 
@@ -215,20 +215,7 @@ class GradientCanceling(BaseSampler):
     # ------------------------------------------------------------------ helpers
     def _box(self, X):
         """Projection box ``(low, high)`` per feature, or ``None``."""
-        box = check_range(self.feature_range, "feature_range")
-        # clean data outside the box is rejected by the analyzer fitted on it
-        if box is not None:
-            low = np.broadcast_to(box[0], (X.shape[1],)).astype(float)
-            high = np.broadcast_to(box[1], (X.shape[1],)).astype(float)
-        if self.clip == "data":
-            data_low, data_high = X.min(axis=0), X.max(axis=0)
-            if box is None:
-                low, high = data_low, data_high
-            else:
-                low, high = np.maximum(low, data_low), np.minimum(high, data_high)
-        elif box is None:
-            return None
-        return low, high
+        return projection_box(X, self.feature_range, self.clip)
 
     def _initial_poison(self, X, y, n_poison, rng):
         if (

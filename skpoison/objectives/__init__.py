@@ -5,7 +5,7 @@ skorch nets; a new victim type is one more adapter module registered with
 :func:`register_adapter`.
 """
 
-from ._base import Objective, class_indices
+from ._base import Objective
 from ._clean_gradient import CleanGradient
 from ._losses import (
     BinaryMarginLoss,
@@ -35,7 +35,6 @@ __all__ = [
     "SquaredLoss",
     "TrainingLoss",
     "as_objective",
-    "class_indices",
     "last_linear_layer",
     "margin_bounds",
     "register_adapter",

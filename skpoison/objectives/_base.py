@@ -16,7 +16,7 @@ import torch
 from sklearn.exceptions import DataConversionWarning
 from torch.func import functional_call, grad, vmap
 
-from ..utils import batch_slices, resolve_device, resolve_dtype, to_tensor
+from ..utils import batch_slices, class_indices, resolve_device, resolve_dtype, to_tensor
 from ._losses import TrainingLoss
 from ._penalty import Penalty
 
@@ -379,28 +379,3 @@ class Objective:
             label_range=label_range,
         )
 
-
-def class_indices(classes, y, *, owner="the model"):
-    """Position of each label of ``y`` in ``classes`` (which need not be sorted).
-
-    Raises ``ValueError`` naming the labels ``classes`` does not hold.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from skpoison.objectives import class_indices
-    >>> class_indices(np.array([7, 1]), np.array([1, 1, 7]))
-    array([1, 1, 0])
-    """
-    classes = np.asarray(classes)
-    y = np.asarray(y)
-    sorter = np.argsort(classes, kind="stable")
-    position = np.searchsorted(classes, y, sorter=sorter)
-    index = sorter[np.clip(position, 0, len(classes) - 1)]
-    unknown = classes[index] != y
-    if np.any(unknown):
-        raise ValueError(
-            f"y contains labels {np.unique(y[unknown]).tolist()} that {owner} does not "
-            f"know; its classes are {classes.tolist()}."
-        )
-    return index

@@ -3,14 +3,22 @@
 from ._batches import batch_slices
 from ._device import resolve_device, resolve_dtype, to_tensor
 from ._io import atomic_write
-from ._validation import check_range, is_fitted, is_torch_net
+from ._validation import (
+    check_range,
+    class_indices,
+    is_fitted,
+    is_torch_net,
+    projection_box,
+)
 
 __all__ = [
     "atomic_write",
     "batch_slices",
     "check_range",
+    "class_indices",
     "is_fitted",
     "is_torch_net",
+    "projection_box",
     "resolve_device",
     "resolve_dtype",
     "to_tensor",

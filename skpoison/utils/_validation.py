@@ -4,7 +4,7 @@ import numpy as np
 from sklearn.exceptions import NotFittedError
 from sklearn.utils.validation import check_is_fitted
 
-__all__ = ["check_range", "is_fitted", "is_torch_net"]
+__all__ = ["check_range", "class_indices", "is_fitted", "is_torch_net", "projection_box"]
 
 
 def is_torch_net(estimator):
@@ -49,4 +49,70 @@ def check_range(value, name):
         raise ValueError(f"{name} must be finite, got {value!r}.")
     if np.any(low > high):
         raise ValueError(f"{name} must have low <= high, got {value!r}.")
+    return low, high
+
+
+def class_indices(classes, y, *, owner="the model"):
+    """Position of each label of ``y`` in ``classes`` (which need not be sorted).
+
+    Raises ``ValueError`` naming the labels ``classes`` does not hold.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skpoison.utils import class_indices
+    >>> class_indices(np.array([7, 1]), np.array([1, 1, 7]))
+    array([1, 1, 0])
+    """
+    classes = np.asarray(classes)
+    y = np.asarray(y)
+    sorter = np.argsort(classes, kind="stable")
+    position = np.searchsorted(classes, y, sorter=sorter)
+    index = sorter[np.clip(position, 0, len(classes) - 1)]
+    unknown = classes[index] != y
+    if np.any(unknown):
+        raise ValueError(
+            f"y contains labels {np.unique(y[unknown]).tolist()} that {owner} does not "
+            f"know; its classes are {classes.tolist()}."
+        )
+    return index
+
+
+def projection_box(X, feature_range=None, clip=None):
+    """The box poison is projected on: ``feature_range``, the clean data's range, or both.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features)
+        Clean data (validated).
+    feature_range : (low, high) or None
+        A box of scalars or per-feature arrays.
+    clip : {"data"} or None
+        ``"data"`` intersects with the clean data's per-feature range (GC-c).
+
+    Returns
+    -------
+    box : (ndarray, ndarray) or None
+        Per-feature ``(low, high)``, ``None`` when nothing constrains the poison.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skpoison.utils import projection_box
+    >>> projection_box(np.array([[0.2, 0.5], [0.4, 0.9]]), (0, 0.8), clip="data")
+    (array([0.2, 0.5]), array([0.4, 0.8]))
+    """
+    box = check_range(feature_range, "feature_range")
+    # clean data outside the box is rejected by the analyzer fitted on it
+    if box is not None:
+        low = np.broadcast_to(box[0], (X.shape[1],)).astype(float)
+        high = np.broadcast_to(box[1], (X.shape[1],)).astype(float)
+    if clip == "data":
+        data_low, data_high = X.min(axis=0), X.max(axis=0)
+        if box is None:
+            low, high = data_low, data_high
+        else:
+            low, high = np.maximum(low, data_low), np.minimum(high, data_high)
+    elif box is None:
+        return None
     return low, high
