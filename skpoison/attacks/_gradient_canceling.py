@@ -5,9 +5,7 @@ from numbers import Integral, Real
 
 import numpy as np
 import torch
-from imblearn.base import BaseSampler
 from sklearn.base import _fit_context
-from sklearn.frozen import FrozenEstimator
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.multiclass import type_of_target
@@ -16,6 +14,7 @@ from tqdm.auto import tqdm
 
 from .._poisonability import PoisonabilityAnalyzer
 from ..utils import batch_slices, projection_box
+from ._base import PoisonSampler, is_regressor_target, n_poison_points
 
 __all__ = ["GradientCanceling"]
 
@@ -32,7 +31,7 @@ def _optimizer(name, X_p, lr, *, schedule, max_iter):
     return optimizer, scheduler
 
 
-class GradientCanceling(BaseSampler):
+class GradientCanceling(PoisonSampler):
     """Gradient Canceling: poison that makes the target a stationary point of retraining.
 
     Builds ``n_poison = round(epsilon_d * n)`` poison points so that the target model
@@ -201,14 +200,8 @@ class GradientCanceling(BaseSampler):
         self.dtype = dtype
         self.verbose = verbose
 
-    # imbalanced-learn's sampler machinery (sampling_strategy) is not used: fit and
-    # fit_resample are defined here; the base class gives the sampler tags
-    _sampling_type = "bypass"
-
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
-        tags.target_tags.required = True
-        tags.input_tags.sparse = False
         tags.input_tags.dataframe = False
         return tags
 
@@ -269,25 +262,20 @@ class GradientCanceling(BaseSampler):
         self : GradientCanceling
         """
         X, y = validate_data(self, X, y, dtype=[np.float64, np.float32], y_numeric=False)
-        if type_of_target(y) == "continuous" and not _is_regressor_target(self.target):
+        if type_of_target(y) == "continuous" and not is_regressor_target(self.target):
             raise ValueError(
                 "Unknown label type: continuous. GradientCanceling attacks classifiers "
                 "unless its target is a regressor."
             )
         n = X.shape[0]
-        n_poison = int(round(self.epsilon_d * n))
-        if n_poison < 1:
-            raise ValueError(
-                f"epsilon_d={self.epsilon_d} with n_samples={n} gives "
-                f"round(epsilon_d * n_samples) = {n_poison} poison points; raise epsilon_d."
-            )
+        n_poison = n_poison_points(self.epsilon_d, n)
         box = self._box(X)
         rng = check_random_state(self.random_state)
         analyzer = PoisonabilityAnalyzer(
             self.target,
             feature_range=None if box is None else (box[0], box[1]),
             # poison keeps clean labels: for regression they stay in the clean range
-            label_range=(y.min(), y.max()) if _is_regressor_target(self.target) else None,
+            label_range=(y.min(), y.max()) if is_regressor_target(self.target) else None,
             batch_size=self.batch_size,
             device=self.device,
             dtype=self.dtype,
@@ -360,12 +348,8 @@ class GradientCanceling(BaseSampler):
         return self
 
     def _store(self, X_p, y_poison, indices, history, best, n_iter, converged):
-        self.X_poison_ = X_p.detach().cpu().numpy().astype(np.float64)
-        self.y_poison_ = y_poison
-        labels, counts = np.unique(y_poison, return_counts=True)
-        self.sampling_strategy_ = dict(zip(labels.tolist(), counts.tolist()))
+        self._set_poison(X_p.detach().cpu().numpy(), y_poison)
         self.init_indices_ = indices
-        self.n_poison_ = len(y_poison)
         self.history_ = np.asarray(history, dtype=float)
         self.gradient_norm_ = float(best)
         self.n_iter_ = int(n_iter)
@@ -385,21 +369,12 @@ class GradientCanceling(BaseSampler):
 
         Returns
         -------
-        X_resampled : ndarray of shape (n_samples + n_poison, n_features)
-        y_resampled : ndarray of shape (n_samples + n_poison,)
+        X_resampled : array-like of shape (n_samples + n_poison, n_features)
+            In the container ``X`` came in (a list stays a list, a DataFrame keeps its
+            columns).
+        y_resampled : array-like of shape (n_samples + n_poison,)
         """
-        self.fit(X, y, clean_gradient=clean_gradient)
-        as_lists = isinstance(X, list)
-        X, y = validate_data(self, X, y, reset=False, dtype=[np.float64, np.float32])
-        X_resampled, y_resampled = self._fit_resample(X, y)
-        if as_lists:  # imbalanced-learn returns the container it was given
-            return X_resampled.tolist(), y_resampled.tolist()
-        return X_resampled, y_resampled
-
-    def _fit_resample(self, X, y):
-        """The validated clean data followed by the fitted poison."""
-        X_poison = self.X_poison_.astype(X.dtype, copy=False)
-        return np.vstack([X, X_poison]), np.concatenate([y, self.y_poison_])
+        return super().fit_resample(X, y, clean_gradient=clean_gradient)
 
     def gradient_norm(self, X_poison=None, y_poison=None):
         """Relative gradient norm of a poison set (default: the fitted one)."""
@@ -415,9 +390,3 @@ def _non_finite_error(step, best_value):
         f"{step}; the best finite poison so far (relative gradient norm "
         f"{best_value:.3g}) is kept in X_poison_. Lower lr or use dtype='float64'."
     )
-
-
-def _is_regressor_target(target):
-    from sklearn.base import is_regressor
-
-    return is_regressor(target.estimator if isinstance(target, FrozenEstimator) else target)

@@ -9,25 +9,18 @@ the kept rows), so ``imblearn.pipeline.Pipeline([..., ("filter", SeverFilter(...
 ``transform`` (imbalanced-learn's Pipeline rejects steps that have both).
 """
 
-from dataclasses import fields
 from numbers import Integral, Real
 
 import numpy as np
 import torch
 from imblearn.utils import check_target_type
-from sklearn.base import (
-    BaseEstimator,
-    OneToOneFeatureMixin,
-    OutlierMixin,
-    _fit_context,
-    clone,
-    is_regressor,
-)
+from sklearn.base import OutlierMixin, _fit_context, clone, is_regressor
 from sklearn.utils import _safe_indexing, check_random_state
 from sklearn.utils._param_validation import HasMethods, Interval
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import validate_data
 
+from .._sampler import RowSampler
 from ..objectives import as_objective
 from ..utils import batch_slices, is_torch_net
 
@@ -51,32 +44,7 @@ def removal_schedule(n_remove, n_rounds):
     return [b - a for a, b in zip(bounds[:-1], bounds[1:])]
 
 
-def _filter_tags(tags):
-    """The scikit-learn tags, as imbalanced-learn tags saying ``sample_indices_`` exists."""
-    try:
-        from imblearn.utils._tags import InputTags, SamplerTags, Tags
-    except ImportError:  # pragma: no cover - older imbalanced-learn
-        return tags
-    input_tags = InputTags(
-        **{f.name: getattr(tags.input_tags, f.name) for f in fields(tags.input_tags)}
-    )
-    return Tags(
-        estimator_type=tags.estimator_type,
-        target_tags=tags.target_tags,
-        transformer_tags=None,
-        classifier_tags=None,
-        regressor_tags=None,
-        array_api_support=tags.array_api_support,
-        no_validation=tags.no_validation,
-        non_deterministic=tags.non_deterministic,
-        requires_fit=tags.requires_fit,
-        _skip_test=tags._skip_test,
-        input_tags=input_tags,
-        sampler_tags=SamplerTags(sample_indices=True),
-    )
-
-
-class BaseGradientFilter(OutlierMixin, OneToOneFeatureMixin, BaseEstimator):
+class BaseGradientFilter(OutlierMixin, RowSampler):
     """Base class of the gradient-based data filters (not public).
 
     Subclasses define :meth:`_n_rounds` and :meth:`_score_round`, which fits the
@@ -94,11 +62,7 @@ class BaseGradientFilter(OutlierMixin, OneToOneFeatureMixin, BaseEstimator):
         "device": [str],
     }
 
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.target_tags.required = True
-        tags.input_tags.sparse = False
-        return _filter_tags(tags)
+    _sample_indices = True
 
     # ------------------------------------------------------------------ helpers
     def _validate_filter_data(self, X, y):
@@ -231,24 +195,8 @@ class BaseGradientFilter(OutlierMixin, OneToOneFeatureMixin, BaseEstimator):
         labels[self.sample_indices_] = 1
         return labels
 
-    def fit_resample(self, X, y):
-        """Fit the filter and return the kept rows, in their original order.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-            Training data.
-        y : array-like of shape (n_samples,)
-            Labels.
-
-        Returns
-        -------
-        X_resampled : array-like of shape (n_kept, n_features)
-            The kept rows of ``X``, in the container and dtype ``X`` came in.
-        y_resampled : array-like of shape (n_kept,)
-            The matching labels, in the container and encoding ``y`` came in.
-        """
-        self.fit(X, y)
+    def _resample(self, X, y):
+        """The kept rows, in the container and dtype ``X`` and ``y`` came in."""
         return (
             _safe_indexing(X, self.sample_indices_),
             _safe_indexing(y, self.sample_indices_),
