@@ -55,8 +55,10 @@ def gc_step_ratio(target, X, y, m, device, repeats=5):
             torch.cuda.synchronize()
         return (time.perf_counter() - start) / repeats
 
-    epoch = timed(lambda: objective.loss_gradient_sum(Xm, ym))
-    step = timed(lambda: objective.poison_feature_gradient(Xm, ym, lambda s: base + s / m))
+    epoch = timed(lambda: objective.loss_gradient_sum(Xm, ym, encoded=True))
+    step = timed(
+        lambda: objective.poison_feature_gradient(Xm, ym, lambda s: base + s / m, encoded=True)
+    )
     return step / epoch, step, epoch
 
 

@@ -125,18 +125,19 @@ def timing_ratio(victim, objective, residual, X, y, batch_size=None, repeats=3):
     """
     import torch
 
+    from skpoison.utils import batch_slices
+
     y_enc = objective.encode_labels(y)
     X_t = objective.as_features(X)
     r = torch.as_tensor(residual, device=objective.device, dtype=objective.dtype)
 
     def gc_step():
         if batch_size is None or batch_size >= len(X):
-            objective.poison_feature_gradient(X_t, y_enc, r)
+            objective.poison_feature_gradient(X_t, y_enc, r, encoded=True)
             return
-        objective.loss_gradient_sum(X_t, y_enc, batch_size=batch_size)
-        for start in range(0, len(X), batch_size):
-            sl = slice(start, start + batch_size)
-            objective.poison_feature_gradient(X_t[sl], y_enc[sl], r)
+        objective.loss_gradient_sum(X_t, y_enc, batch_size=batch_size, encoded=True)
+        for sl in batch_slices(len(X), batch_size):
+            objective.poison_feature_gradient(X_t[sl], y_enc[sl], r, encoded=True)
 
     net = clone(victim).set_params(max_epochs=1)
     net.partial_fit(X, y)  # initialise (and warm up) before timing

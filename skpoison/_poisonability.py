@@ -1,74 +1,19 @@
 """PoisonabilityAnalyzer: the threshold tau of a target model on clean data."""
 
-import math
 from numbers import Integral
 
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, _fit_context
+from sklearn.frozen import FrozenEstimator
 from sklearn.utils._param_validation import HasMethods, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from .objectives import as_objective
-from .targets import resolve_target
-from .utils import NumberInterval, check_feature_names
+from .objectives import CleanGradient, as_objective
+from .targets import TargetRecipe, resolve_target
+from .utils import NumberInterval, check_feature_names, check_range
 
-__all__ = ["PoisonabilityAnalyzer", "check_range"]
-
-
-def check_range(value, name, n_features=None):
-    """Validate a ``(low, high)`` range; scalars or per-feature arrays; low <= high.
-
-    With ``n_features``, per-feature bounds must have exactly that many entries.
-    """
-    if value is None:
-        return None
-    try:
-        low, high = value
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a (low, high) pair, got {value!r}.") from None
-    if any(np.asarray(bound).dtype == bool for bound in (low, high)):
-        raise ValueError(f"{name} bounds must be numbers, not booleans, got {value!r}.")
-    low, high = np.asarray(low, dtype=float), np.asarray(high, dtype=float)
-    if n_features is not None:
-        for side, bound in (("low", low), ("high", high)):
-            if bound.ndim > 1 or (bound.ndim == 1 and bound.shape[0] != n_features):
-                raise ValueError(
-                    f"{name}: the {side} bound has shape {bound.shape}, but X has "
-                    f"{n_features} features; give a scalar or one bound per feature "
-                    f"(shape ({n_features},))."
-                )
-    if not (np.all(np.isfinite(low)) and np.all(np.isfinite(high))):
-        raise ValueError(f"{name} must be finite, got {value!r}.")
-    if np.any(low > high):
-        raise ValueError(f"{name} must have low <= high, got {value!r}.")
-    return low, high
-
-
-def feasible_interval(s0, slope_low, slope_high):
-    """The ``eps_d`` for which ``0 in s0 + eps_d * [slope_low, slope_high]``.
-
-    Returns ``(low, high)``; ``(inf, inf)`` when no ``eps_d > 0`` works.
-    """
-    if s0 > 0:
-        if slope_low >= 0:
-            return math.inf, math.inf
-        low = s0 / -slope_low if np.isfinite(slope_low) else 0.0
-        high = s0 / -slope_high if slope_high < 0 else math.inf
-    elif s0 < 0:
-        if slope_high <= 0:
-            return math.inf, math.inf
-        low = -s0 / slope_high if np.isfinite(slope_high) else 0.0
-        high = -s0 / slope_low if slope_low > 0 else math.inf
-    else:
-        return 0.0, math.inf
-    return (low, high) if low <= high else (math.inf, math.inf)
-
-
-def _threshold(intervals):
-    low = max(i[0] for i in intervals)
-    high = min(i[1] for i in intervals)
-    return (low, high) if low <= high else (math.inf, math.inf)
+__all__ = ["PoisonabilityAnalyzer"]
 
 
 class PoisonabilityAnalyzer(BaseEstimator):
@@ -131,6 +76,11 @@ class PoisonabilityAnalyzer(BaseEstimator):
         The target's training objective.
     clean_gradient_ : ndarray of shape (n_params,)
         ``g(mu)``: the full objective gradient per clean sample, penalty included.
+    clean_ : CleanGradient
+        The clean side the threshold was computed from (the clean loss-gradient sum
+        and its inner products); pass it to
+        :meth:`GradientCanceling.fit <skpoison.attacks.GradientCanceling.fit>` on the
+        same data to skip recomputing it.
     n_classes_ : int or None
         Number of classes of the target (``None`` for regression).
     n_features_in_ : int
@@ -190,7 +140,7 @@ class PoisonabilityAnalyzer(BaseEstimator):
         return tags
 
     @_fit_context(prefer_skip_nested_validation=False)
-    def fit(self, X, y):
+    def fit(self, X, y, clean_gradient=None):
         """Compute the threshold of the target on the clean data ``(X, y)``.
 
         Parameters
@@ -199,6 +149,9 @@ class PoisonabilityAnalyzer(BaseEstimator):
             Clean training data.
         y : array-like of shape (n_samples,) or (n_samples, n_outputs)
             Clean labels (regression targets for regressors).
+        clean_gradient : CleanGradient or None, default=None
+            The clean side already computed for this target on this ``(X, y)`` (for
+            example ``clean_`` of another fitted analyzer); ``None`` computes it.
 
         Returns
         -------
@@ -215,53 +168,30 @@ class PoisonabilityAnalyzer(BaseEstimator):
                 "The clean data lies outside feature_range; widen the range or pass "
                 "feature_range=None."
             )
-        # recipes see the data as given, so the target keeps its feature names
-        self.target_ = resolve_target(self.target, X_given, y)
-        objective = as_objective(self.target_, device=self.device, dtype=self.dtype)
-        objective.check_n_features(X.shape[1])
-        check_feature_names(self.target_, X_given)
+        if clean_gradient is None:
+            # recipes see the data as given, so the target keeps its feature names
+            self.target_ = resolve_target(self.target, X_given, y)
+            objective = as_objective(self.target_, device=self.device, dtype=self.dtype)
+            objective.check_n_features(X.shape[1])
+            check_feature_names(self.target_, X_given)
+            clean_gradient = CleanGradient(objective, X, y, batch_size=self.batch_size)
+        else:
+            objective = _check_clean_gradient(clean_gradient, self.target, X, self.dtype)
+            self.target_ = objective.estimator
+            check_feature_names(self.target_, X_given)
         self.objective_ = objective
-        n = X.shape[0]
-        self._n_clean = n
-        self._clean_loss_sum = objective.loss_gradient_sum(X, y, batch_size=self.batch_size)
-        if not bool(torch.isfinite(self._clean_loss_sum).all()):
-            raise ValueError(
-                f"The loss gradient of the target {type(self.target_).__name__} on the "
-                f"clean data is not finite in {self.dtype}: its parameters are too large "
-                "for this data. Use dtype='float64', or a target with smaller parameters."
-            )
-        w = objective.flat_params()
-        penalty_grad = objective.penalty_gradient()
-        self._clean_full = self._clean_loss_sum + objective.kappa(n) * penalty_grad
-        self.clean_gradient_ = (self._clean_full / n).cpu().numpy()
-        # the penalty's share of stationarity per clean sample: at eps_d = 0 and per unit eps_d
-        base = objective.kappa(n) / n
-        slope = (objective.kappa(2 * n) - objective.kappa(n)) / n
-        self._s0, self._slope, self._w_norms = [], [], []
-        for idx in objective.groups:
-            s = float(w[idx] @ (self._clean_loss_sum[idx] / n))
-            q = float(w[idx] @ penalty_grad[idx])
-            self._s0.append(s + base * q)
-            self._slope.append(slope * q)
-            self._w_norms.append(float(w[idx].norm()))
-        if not np.all(np.isfinite(self._s0 + self._slope)):
-            raise ValueError(
-                f"The inner product of the target {type(self.target_).__name__}'s "
-                f"parameters with its clean gradient overflows {self.dtype}: its "
-                "parameters are too large to give a threshold. Use dtype='float64', or a "
-                "target with smaller parameters."
-            )
-        self.inner_product_ = float(sum(self._s0))
+        self.clean_ = clean_gradient
+        self.clean_gradient_ = clean_gradient.gradient.cpu().numpy()
+        self.inner_product_ = float(sum(clean_gradient.inner_products))
         self._bounds = objective.group_bounds(
             feature_range=feature_range, label_range=label_range
         )
-        self._feasible = self._interval(self._bounds)
+        self._feasible = clean_gradient.feasible_budgets(self._bounds)
         self.threshold_ = float(self._feasible[0])
         if objective.kind == "cross_entropy":
-            bounds2 = objective.group_bounds(
+            self.threshold_binary_ = clean_gradient.threshold(
                 feature_range=feature_range, label_range=label_range, n_classes=2
             )
-            self.threshold_binary_ = float(self._interval(bounds2)[0])
         else:
             self.threshold_binary_ = self.threshold_
         self.exact_ = bool(
@@ -271,14 +201,6 @@ class PoisonabilityAnalyzer(BaseEstimator):
         )
         self.n_classes_ = objective.n_classes
         return self
-
-    def _interval(self, bounds):
-        return _threshold(
-            [
-                feasible_interval(s0, a + slope, b + slope)
-                for s0, slope, (a, b) in zip(self._s0, self._slope, bounds)
-            ]
-        )
 
     def is_poisonable(self, epsilon_d):
         """Whether poison at ratio ``epsilon_d`` can reach the target.
@@ -322,16 +244,7 @@ class PoisonabilityAnalyzer(BaseEstimator):
         """
         check_is_fitted(self)
         eps = _check_epsilon(epsilon_d)
-        total = np.zeros_like(eps)
-        for s0, slope, (a, b), w_norm in zip(self._s0, self._slope, self._bounds, self._w_norms):
-            with np.errstate(invalid="ignore"):
-                low = s0 + eps * (a + slope)
-                high = s0 + eps * (b + slope)
-            gap = np.where(low > 0, low, np.where(high < 0, -high, 0.0))
-            gap = np.nan_to_num(gap, nan=0.0)
-            total += (gap / w_norm) ** 2 if w_norm > 0 else 0.0
-        clean = float(self._clean_full.norm()) / self._n_clean
-        bound = np.sqrt(total) / ((1.0 + eps) * max(clean, np.finfo(float).tiny))
+        bound = self.clean_.residual_lower_bound(eps, self._bounds)
         return float(bound) if bound.ndim == 0 else bound
 
     def gradient_norm(self, X_poison, y_poison):
@@ -360,14 +273,39 @@ class PoisonabilityAnalyzer(BaseEstimator):
             raise ValueError(
                 f"X_poison has {len(X_poison)} rows but y_poison has {len(y_poison)}."
             )
-        objective = self.objective_
-        n_total = self._n_clean + len(X_poison)
-        poison_sum = objective.loss_gradient_sum(X_poison, y_poison, batch_size=self.batch_size)
-        mixed = (
-            self._clean_loss_sum + poison_sum + objective.kappa(n_total) * objective.penalty_gradient()
-        ) / n_total
-        clean = self._clean_full / self._n_clean
-        return float(mixed.norm() / torch.clamp(clean.norm(), min=torch.finfo(clean.dtype).tiny))
+        poison_sum = self.objective_.loss_gradient_sum(
+            X_poison, y_poison, batch_size=self.batch_size
+        )
+        return self.clean_.relative_norm(poison_sum, len(X_poison))
+
+
+def _check_clean_gradient(clean_gradient, target, X, dtype):
+    """The objective of a given :class:`CleanGradient`, checked against the target, ``X``
+    and ``dtype`` (a recipe's target cannot be checked without refitting it)."""
+    if not isinstance(clean_gradient, CleanGradient):
+        raise TypeError(
+            f"clean_gradient must be a skpoison.objectives.CleanGradient, got "
+            f"{type(clean_gradient).__name__}."
+        )
+    objective = clean_gradient.objective
+    if isinstance(target, FrozenEstimator):
+        target = target.estimator
+    if not isinstance(target, TargetRecipe) and target is not objective.estimator:
+        raise ValueError(
+            "clean_gradient was computed for another target model; pass the CleanGradient "
+            "of this target (e.g. the clean_ of an analyzer fitted with it)."
+        )
+    if clean_gradient.n_samples != X.shape[0]:
+        raise ValueError(
+            f"clean_gradient was computed on {clean_gradient.n_samples} rows, but X has "
+            f"{X.shape[0]}; pass the clean data it was computed on."
+        )
+    if str(objective.dtype).removeprefix("torch.") != dtype:
+        raise ValueError(
+            f"clean_gradient is in {objective.dtype}, but dtype={dtype!r} was asked for."
+        )
+    objective.check_n_features(X.shape[1])
+    return objective
 
 
 def _check_epsilon(epsilon_d):

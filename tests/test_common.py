@@ -58,6 +58,11 @@ _FILTER_NEEDS_Y = (
 )
 
 
+_DENSE_ONLY = (
+    "the gradients are dense torch computations: a sparse DataFrame gets "
+    "scikit-learn's 'dense data is required' TypeError (sparse tag is False)"
+)
+
 _SKORCH_INIT = (
     "skorch's NeuralNet.__init__ sets history_, initialized_ and virtual_params_ and "
     "stores module__* arguments as attributes; the nets keep skorch's constructor"
@@ -77,17 +82,17 @@ def expected_failed_checks(estimator):
             "check_set_params": _SKORCH_SET_PARAMS,
         }
     if isinstance(estimator, (SeverFilter, InfluenceFilter)):
-        return {"check_outliers_fit_predict": _FILTER_NEEDS_Y}
+        return {
+            "check_outliers_fit_predict": _FILTER_NEEDS_Y,
+            "check_samplers_pandas_sparse": _DENSE_ONLY,
+        }
     if isinstance(estimator, GradientCanceling):
         return {
             "check_samplers_multiclass_ova": (
                 "poison keeps the target model's class labels; one-hot label-indicator "
                 "targets, which the victim classifiers reject too, are not supported"
             ),
-            "check_samplers_pandas_sparse": (
-                "the gradients are dense torch computations: a sparse DataFrame gets "
-                "scikit-learn's 'dense data is required' TypeError (sparse tag is False)"
-            ),
+            "check_samplers_pandas_sparse": _DENSE_ONLY,
         }
     if isinstance(estimator, (ScaledTarget, LabelFlipTarget, GradPC, RandomPC)):
         return {"check_classifier_on_multilabel_or_multioutput_targets": _IMBLEARN_MULTIOUTPUT}

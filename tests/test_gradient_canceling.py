@@ -411,8 +411,8 @@ def test_non_finite_gradient_stops_with_best_poison(small_exact, monkeypatch):
     calls = {"n": 0}
     fail_at = 6
 
-    def poisoned(self, X_p, y_p, direction):
-        grad_x, gradient_sum = original(self, X_p, y_p, direction)
+    def poisoned(self, X_p, y_p, direction, **kwargs):
+        grad_x, gradient_sum = original(self, X_p, y_p, direction, **kwargs)
         calls["n"] += 1
         if calls["n"] > fail_at:
             grad_x = grad_x.clone()

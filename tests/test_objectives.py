@@ -27,7 +27,7 @@ from sklearn.metrics import log_loss
 from sklearn.svm import LinearSVC
 from sklearn.tree import DecisionTreeClassifier
 
-from skpoison.objectives import SUPPORTED_ESTIMATORS, Objective, as_objective
+from skpoison.objectives import BinaryMarginLoss, Objective, as_objective, supported_estimators
 
 F64 = dict(device="cpu", dtype="float64")
 
@@ -649,7 +649,7 @@ def test_unsupported_error_names_supported_estimators(gaussian):
     assert "DecisionTreeClassifier" in message
     for name in ("LogisticRegression", "SGDClassifier", "LinearSVC", "Ridge", "skorch"):
         assert name in message
-    assert len(SUPPORTED_ESTIMATORS) >= 7
+    assert len(supported_estimators()) >= 7
 
 
 def test_unsupported_regressors_and_nets(regression, or_data, mlp_class):
@@ -766,12 +766,12 @@ def test_column_vector_class_labels(gaussian):
     np.testing.assert_allclose(got.numpy(), expected.numpy(), rtol=1e-12)
 
 
-def test_objective_rejects_bad_kind():
+def test_objective_rejects_bad_loss():
     module = torch.nn.Linear(2, 1)
-    with pytest.raises(ValueError, match="kind"):
-        Objective(module, dict(module.named_parameters()), kind="hinge")
+    with pytest.raises(TypeError, match="TrainingLoss"):
+        Objective(module, dict(module.named_parameters()), loss="hinge")
     with pytest.raises(ValueError, match="margin loss"):
-        Objective(module, dict(module.named_parameters()), kind="binary_margin", loss="zero_one")
+        BinaryMarginLoss("zero_one")
 
 
 def test_objective_does_not_touch_the_estimator(gaussian, net_ce, or_data):

@@ -5,48 +5,33 @@ from numbers import Integral, Real
 
 import numpy as np
 import torch
-from imblearn.base import BaseSampler
 from sklearn.base import _fit_context
-from sklearn.frozen import FrozenEstimator
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import HasMethods, StrOptions
 from sklearn.utils.multiclass import type_of_target
 from sklearn.utils.validation import check_is_fitted, validate_data
 from tqdm.auto import tqdm
 
-from .._poisonability import PoisonabilityAnalyzer, check_range
-from ..utils import NumberInterval
+from .._poisonability import PoisonabilityAnalyzer
+from ..utils import NumberInterval, batch_slices, projection_box
+from ._base import PoisonSampler, is_regressor_target, n_poison_points
 
 __all__ = ["GradientCanceling"]
 
 
-def _cosine(step, total):
-    return 0.5 * (1.0 + math.cos(math.pi * step / max(total, 1)))
+def _optimizer(name, X_p, lr, *, schedule, max_iter):
+    """A ``torch.optim`` optimizer on the poison features, and its step-size schedule."""
+    if name == "adam":
+        optimizer = torch.optim.Adam([X_p], lr=lr)
+    else:  # the paper's SGD with momentum 0.9
+        optimizer = torch.optim.SGD([X_p], lr=lr, momentum=0.9)
+    scheduler = None
+    if schedule == "cosine":
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(max_iter, 1))
+    return optimizer, scheduler
 
 
-class _StepRule:
-    """Adam, or SGD with momentum 0.9, on a tensor of poison features."""
-
-    def __init__(self, name, like, beta1=0.9, beta2=0.999, eps=1e-8):
-        self.name = name
-        self.beta1, self.beta2, self.eps = beta1, beta2, eps
-        self.m = torch.zeros_like(like)
-        self.v = torch.zeros_like(like) if name == "adam" else None
-        self.t = 0
-
-    def step(self, X, grad, lr):
-        self.t += 1
-        if self.name == "sgd":
-            self.m = 0.9 * self.m + grad
-            return X - lr * self.m
-        self.m = self.beta1 * self.m + (1 - self.beta1) * grad
-        self.v = self.beta2 * self.v + (1 - self.beta2) * grad**2
-        m_hat = self.m / (1 - self.beta1**self.t)
-        v_hat = self.v / (1 - self.beta2**self.t)
-        return X - lr * m_hat / (torch.sqrt(v_hat) + self.eps)
-
-
-class GradientCanceling(BaseSampler):
+class GradientCanceling(PoisonSampler):
     """Gradient Canceling: poison that makes the target a stationary point of retraining.
 
     Builds ``n_poison = round(epsilon_d * n)`` poison points so that the target model
@@ -216,33 +201,10 @@ class GradientCanceling(BaseSampler):
         self.dtype = dtype
         self.verbose = verbose
 
-    # imbalanced-learn's sampler machinery (sampling_strategy) is not used: fit and
-    # fit_resample are defined here; the base class gives the sampler tags
-    _sampling_type = "bypass"
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.target_tags.required = True
-        tags.input_tags.sparse = False
-        return tags
-
     # ------------------------------------------------------------------ helpers
     def _box(self, X):
         """Projection box ``(low, high)`` per feature, or ``None``."""
-        box = check_range(self.feature_range, "feature_range", X.shape[1])
-        # clean data outside the box is rejected by the analyzer fitted on it
-        if box is not None:
-            low = np.broadcast_to(box[0], (X.shape[1],)).astype(float)
-            high = np.broadcast_to(box[1], (X.shape[1],)).astype(float)
-        if self.clip == "data":
-            data_low, data_high = X.min(axis=0), X.max(axis=0)
-            if box is None:
-                low, high = data_low, data_high
-            else:
-                low, high = np.maximum(low, data_low), np.minimum(high, data_high)
-        elif box is None:
-            return None
-        return low, high
+        return projection_box(X, self.feature_range, self.clip)
 
     def _initial_poison(self, X, y, n_poison, rng):
         if (
@@ -258,24 +220,25 @@ class GradientCanceling(BaseSampler):
         """Residual ``r`` and ``grad_X 0.5||r||^2`` at poison ``X_p`` (exact)."""
         if self.batch_size is None or self.batch_size >= len(X_p):
             grad_x, gradient_sum = objective.poison_feature_gradient(
-                X_p, y_p, lambda s: base + s / n
+                X_p, y_p, lambda s: base + s / n, encoded=True
             )
             return base + gradient_sum / n, grad_x / n
-        batches = [
-            slice(i, min(i + self.batch_size, len(X_p)))
-            for i in range(0, len(X_p), self.batch_size)
-        ]
         # pass 1: the poison gradient sum, no graph kept
-        residual = base + objective.loss_gradient_sum(X_p, y_p, batch_size=self.batch_size) / n
+        residual = base + objective.loss_gradient_sum(
+            X_p, y_p, batch_size=self.batch_size, encoded=True
+        ) / n
         # pass 2: per batch, the feature gradient of <r, sum_j grad_w l(z_j)>
         grad_x = torch.cat(
-            [objective.poison_feature_gradient(X_p[b], y_p[b], residual)[0] for b in batches]
+            [
+                objective.poison_feature_gradient(X_p[b], y_p[b], residual, encoded=True)[0]
+                for b in batch_slices(len(X_p), self.batch_size)
+            ]
         )
         return residual, grad_x / n
 
     # ---------------------------------------------------------------------- fit
     @_fit_context(prefer_skip_nested_validation=False)
-    def fit(self, X, y):
+    def fit(self, X, y, clean_gradient=None):
         """Build the poison for the clean data ``(X, y)``.
 
         Parameters
@@ -284,6 +247,11 @@ class GradientCanceling(BaseSampler):
             Clean training data.
         y : array-like of shape (n_samples,)
             Clean labels.
+        clean_gradient : CleanGradient or None, default=None
+            The clean side already computed for this target on this ``(X, y)`` in
+            this ``dtype`` (for example ``clean_`` of a fitted
+            :class:`~skpoison.PoisonabilityAnalyzer`), so that several budgets on the
+            same data compute ``g(mu)`` once; ``None`` computes it.
 
         Returns
         -------
@@ -291,42 +259,35 @@ class GradientCanceling(BaseSampler):
         """
         X_given = X
         X, y = validate_data(self, X, y, dtype=[np.float64, np.float32], y_numeric=False)
-        if type_of_target(y) == "continuous" and not _is_regressor_target(self.target):
+        if type_of_target(y) == "continuous" and not is_regressor_target(self.target):
             raise ValueError(
                 "Unknown label type: continuous. GradientCanceling attacks classifiers "
                 "unless its target is a regressor."
             )
         n = X.shape[0]
-        n_poison = int(round(self.epsilon_d * n))
-        if n_poison < 1:
-            raise ValueError(
-                f"epsilon_d={self.epsilon_d} with n_samples={n} gives "
-                f"round(epsilon_d * n_samples) = {n_poison} poison points; raise epsilon_d."
-            )
+        n_poison = n_poison_points(self.epsilon_d, n)
         box = self._box(X)
         rng = check_random_state(self.random_state)
         analyzer = PoisonabilityAnalyzer(
             self.target,
             feature_range=None if box is None else (box[0], box[1]),
             # poison keeps clean labels: for regression they stay in the clean range
-            label_range=(y.min(), y.max()) if _is_regressor_target(self.target) else None,
+            label_range=(y.min(), y.max()) if is_regressor_target(self.target) else None,
             batch_size=self.batch_size,
             device=self.device,
             dtype=self.dtype,
-        ).fit(X_given, y)  # as given: the target's feature names are checked
+        ).fit(X_given, y, clean_gradient=clean_gradient)  # as given: feature names checked
         objective = analyzer.objective_
+        clean = analyzer.clean_
         self.analyzer_ = analyzer
         self.target_ = analyzer.target_
         self.objective_ = objective
         self.threshold_ = analyzer.threshold_
 
         indices, X_init, y_poison = self._initial_poison(X, y, n_poison, rng)
-        y_encoded = objective._encoded_labels(y_poison)
-        penalty = objective.kappa(n + n_poison) * objective.penalty_gradient()
-        base = (analyzer._clean_loss_sum + penalty) / n
-        clean_norm = float(analyzer._clean_full.norm()) / n
-        clean_norm = max(clean_norm, np.finfo(float).tiny)
-        to_relative = n / ((n + n_poison) * clean_norm)
+        y_encoded = objective.encode_labels(y_poison)
+        base = clean.canceling_base(n_poison)
+        to_relative = n / ((n + n_poison) * clean.norm)
 
         X_p = objective.as_features(X_init).clone()
         low = high = None
@@ -339,7 +300,9 @@ class GradientCanceling(BaseSampler):
             lr = (0.2 if self.lr is None else self.lr) * scale
         else:
             lr = 0.5 if self.lr is None else self.lr
-        step_rule = _StepRule(self.optimizer, X_p)
+        optimizer, scheduler = _optimizer(
+            self.optimizer, X_p, lr, schedule=self.schedule, max_iter=self.max_iter
+        )
         # the gradient of 0.5 ||r||^2 / ||g_hat(mu)||^2: scale-free in the gradient's units
         base_norm = float(base.norm())
         grad_scale = 1.0 / base_norm**2 if base_norm > 0 else 1.0
@@ -362,11 +325,7 @@ class GradientCanceling(BaseSampler):
                         "parameters are too large for this data. Use dtype='float64' or a "
                         "target with smaller parameters."
                     )
-                raise FloatingPointError(
-                    f"GradientCanceling hit a non-finite residual or gradient at iteration "
-                    f"{step}; the best finite poison so far (relative gradient norm "
-                    f"{best_value:.3g}) is kept in X_poison_. Lower lr or use dtype='float64'."
-                )
+                raise _non_finite_error(step, best_value)
             history.append(value)
             if value < best_value:
                 best_value, best_X = value, X_p.detach().clone()
@@ -375,27 +334,32 @@ class GradientCanceling(BaseSampler):
             if value <= self.tol:
                 converged = True
                 break
-            step_lr = lr * _cosine(step, self.max_iter) if self.schedule == "cosine" else lr
-            X_p = step_rule.step(X_p, grad_x * grad_scale, step_lr)
+            X_p.grad = grad_x.mul_(grad_scale)
+            try:
+                optimizer.step()
+            except RuntimeError as error:  # a step size beyond the dtype's range
+                if "overflow" not in str(error):
+                    raise
+                self._store(best_X, y_poison, indices, history, best_value, step + 1, False)
+                raise _non_finite_error(step + 1, best_value) from error
+            if scheduler is not None:
+                scheduler.step()
             if low is not None:
-                X_p = torch.maximum(torch.minimum(X_p, high), low)
+                with torch.no_grad():
+                    torch.clamp(X_p, low, high, out=X_p)
         progress.close()
         self._store(best_X, y_poison, indices, history, best_value, len(history), converged)
         return self
 
     def _store(self, X_p, y_poison, indices, history, best, n_iter, converged):
-        self.X_poison_ = X_p.detach().cpu().numpy().astype(np.float64)
-        self.y_poison_ = y_poison
-        labels, counts = np.unique(y_poison, return_counts=True)
-        self.sampling_strategy_ = dict(zip(labels.tolist(), counts.tolist()))
+        self._set_poison(X_p.detach().cpu().numpy(), y_poison)
         self.init_indices_ = indices
-        self.n_poison_ = len(y_poison)
         self.history_ = np.asarray(history, dtype=float)
         self.gradient_norm_ = float(best)
         self.n_iter_ = int(n_iter)
         self.converged_ = bool(converged)
 
-    def fit_resample(self, X, y):
+    def fit_resample(self, X, y, clean_gradient=None):
         """Build the poison and return the clean data followed by it.
 
         Parameters
@@ -404,27 +368,17 @@ class GradientCanceling(BaseSampler):
             Clean training data.
         y : array-like of shape (n_samples,)
             Clean labels.
+        clean_gradient : CleanGradient or None, default=None
+            See :meth:`fit`.
 
         Returns
         -------
         X_resampled : array-like of shape (n_samples + n_poison, n_features)
-            In the container ``X`` came in: a DataFrame keeps its column names (with
-            a fresh index and the validated float dtype, so poison features are never
-            rounded), a list stays a list, anything else is an ndarray.
+            In the container ``X`` came in (a list stays a list, a DataFrame keeps its
+            columns).
         y_resampled : array-like of shape (n_samples + n_poison,)
-            In the container ``y`` came in (a Series keeps its name and dtype); a list
-            when ``X`` is a list.
         """
-        self.fit(X, y)
-        X_given, y_given = X, y
-        X, y = validate_data(self, X, y, reset=False, dtype=[np.float64, np.float32])
-        X_resampled, y_resampled = self._fit_resample(X, y)
-        return _as_given(X_given, y_given, X_resampled, y_resampled)
-
-    def _fit_resample(self, X, y):
-        """The validated clean data followed by the fitted poison."""
-        X_poison = self.X_poison_.astype(X.dtype, copy=False)
-        return np.vstack([X, X_poison]), np.concatenate([y, self.y_poison_])
+        return super().fit_resample(X, y, clean_gradient=clean_gradient)
 
     def gradient_norm(self, X_poison=None, y_poison=None):
         """Relative gradient norm of a poison set (default: the fitted one)."""
@@ -434,30 +388,9 @@ class GradientCanceling(BaseSampler):
         return self.analyzer_.gradient_norm(X_poison, y_poison)
 
 
-def _as_given(X_given, y_given, X_out, y_out):
-    """The resampled arrays in the containers the caller passed (as imbalanced-learn)."""
-    if isinstance(X_given, list):
-        return X_out.tolist(), y_out.tolist()
-    if hasattr(X_given, "columns") and hasattr(X_given, "iloc"):  # a DataFrame
-        import pandas as pd
-
-        X_out = pd.DataFrame(X_out, columns=X_given.columns)
-    if hasattr(y_given, "iloc"):  # a Series or DataFrame
-        import pandas as pd
-
-        index = getattr(X_out, "index", None)
-        if hasattr(y_given, "columns"):
-            y_out = pd.DataFrame(
-                y_out.reshape(len(y_out), -1), columns=y_given.columns, index=index
-            ).astype(y_given.dtypes)
-        else:
-            y_out = pd.Series(y_out, name=y_given.name, index=index).astype(y_given.dtype)
-    elif isinstance(y_given, list):
-        y_out = y_out.tolist()
-    return X_out, y_out
-
-
-def _is_regressor_target(target):
-    from sklearn.base import is_regressor
-
-    return is_regressor(target.estimator if isinstance(target, FrozenEstimator) else target)
+def _non_finite_error(step, best_value):
+    return FloatingPointError(
+        f"GradientCanceling hit a non-finite residual or gradient at iteration "
+        f"{step}; the best finite poison so far (relative gradient norm "
+        f"{best_value:.3g}) is kept in X_poison_. Lower lr or use dtype='float64'."
+    )

@@ -9,42 +9,26 @@ the kept rows), so ``imblearn.pipeline.Pipeline([..., ("filter", SeverFilter(...
 ``transform`` (imbalanced-learn's Pipeline rejects steps that have both).
 """
 
-from dataclasses import fields
 from numbers import Integral, Real
 
 import numpy as np
 import torch
 from imblearn.utils import check_target_type
-from sklearn.base import (
-    BaseEstimator,
-    OneToOneFeatureMixin,
-    OutlierMixin,
-    _fit_context,
-    clone,
-    is_regressor,
-)
+from sklearn.base import OutlierMixin, _fit_context, clone, is_regressor
 from sklearn.utils import _safe_indexing, check_random_state
 from sklearn.utils._param_validation import HasMethods
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import validate_data
 
+from .._sampler import RowSampler
 from ..objectives import as_objective
-from ..utils import NumberInterval
+from ..utils import NumberInterval, batch_slices, is_torch_net
 
-__all__ = ["BaseGradientFilter", "is_torch_net", "rows_per_chunk"]
+__all__ = ["BaseGradientFilter", "rows_per_chunk"]
 
 # Elements (rows x parameters) per chunk when per-sample gradients are computed, so
 # that the intermediate tensors of ``torch.func.vmap`` stay bounded.
 _CHUNK_ELEMENTS = 2**24
-
-
-def is_torch_net(estimator):
-    """Whether ``estimator`` is a skorch net (computed on ``device``, in float32)."""
-    try:
-        from skorch import NeuralNet
-    except ImportError:  # pragma: no cover - skorch is a dependency
-        return False
-    return isinstance(estimator, NeuralNet)
 
 
 def rows_per_chunk(batch_size, n_rows, n_params):
@@ -60,32 +44,7 @@ def removal_schedule(n_remove, n_rounds):
     return [b - a for a, b in zip(bounds[:-1], bounds[1:])]
 
 
-def _filter_tags(tags):
-    """The scikit-learn tags, as imbalanced-learn tags saying ``sample_indices_`` exists."""
-    try:
-        from imblearn.utils._tags import InputTags, SamplerTags, Tags
-    except ImportError:  # pragma: no cover - older imbalanced-learn
-        return tags
-    input_tags = InputTags(
-        **{f.name: getattr(tags.input_tags, f.name) for f in fields(tags.input_tags)}
-    )
-    return Tags(
-        estimator_type=tags.estimator_type,
-        target_tags=tags.target_tags,
-        transformer_tags=None,
-        classifier_tags=None,
-        regressor_tags=None,
-        array_api_support=tags.array_api_support,
-        no_validation=tags.no_validation,
-        non_deterministic=tags.non_deterministic,
-        requires_fit=tags.requires_fit,
-        _skip_test=tags._skip_test,
-        input_tags=input_tags,
-        sampler_tags=SamplerTags(sample_indices=True),
-    )
-
-
-class BaseGradientFilter(OutlierMixin, OneToOneFeatureMixin, BaseEstimator):
+class BaseGradientFilter(OutlierMixin, RowSampler):
     """Base class of the gradient-based data filters (not public).
 
     Subclasses define :meth:`_n_rounds` and :meth:`_score_round`, which fits the
@@ -103,11 +62,7 @@ class BaseGradientFilter(OutlierMixin, OneToOneFeatureMixin, BaseEstimator):
         "device": [str, torch.device],
     }
 
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.target_tags.required = True
-        tags.input_tags.sparse = False
-        return _filter_tags(tags)
+    _sample_indices = True
 
     # ------------------------------------------------------------------ helpers
     def _validate_filter_data(self, X, y):
@@ -143,8 +98,8 @@ class BaseGradientFilter(OutlierMixin, OneToOneFeatureMixin, BaseEstimator):
         """``(m, n_params)`` per-sample loss gradients, computed in chunks."""
         rows = rows_per_chunk(self.batch_size, len(X), objective.n_params)
         parts = [
-            objective.per_sample_gradients(X[start : start + rows], y[start : start + rows])
-            for start in range(0, len(X), rows)
+            objective.per_sample_gradients(X[rows_slice], y[rows_slice])
+            for rows_slice in batch_slices(len(X), rows)
         ]
         grads = torch.cat(parts) if parts else torch.zeros(0, objective.n_params)
         if not bool(torch.isfinite(grads).all()):
@@ -240,24 +195,8 @@ class BaseGradientFilter(OutlierMixin, OneToOneFeatureMixin, BaseEstimator):
         labels[self.sample_indices_] = 1
         return labels
 
-    def fit_resample(self, X, y):
-        """Fit the filter and return the kept rows, in their original order.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-            Training data.
-        y : array-like of shape (n_samples,)
-            Labels.
-
-        Returns
-        -------
-        X_resampled : array-like of shape (n_kept, n_features)
-            The kept rows of ``X``, in the container and dtype ``X`` came in.
-        y_resampled : array-like of shape (n_kept,)
-            The matching labels, in the container and encoding ``y`` came in.
-        """
-        self.fit(X, y)
+    def _resample(self, X, y):
+        """The kept rows, in the container and dtype ``X`` and ``y`` came in."""
         return (
             _safe_indexing(X, self.sample_indices_),
             _safe_indexing(y, self.sample_indices_),

@@ -11,7 +11,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.utils._param_validation import StrOptions
 from torch.func import grad, hessian, jvp, vmap
 
-from ..utils import NumberInterval
+from ..utils import NumberInterval, batch_slices
 from ._filter_base import BaseGradientFilter
 
 __all__ = ["InfluenceFilter"]
@@ -51,7 +51,7 @@ def _loss_sum(objective, X, y):
     """``w -> sum_i l(z_i; w)`` on encoded rows, as a function of the flat parameters."""
 
     def total(flat):
-        return objective.sample_losses(X, y, objective.unflatten(flat)).sum()
+        return objective.sample_losses(X, y, objective.unflatten(flat), encoded=True).sum()
 
     return total
 
@@ -67,8 +67,8 @@ def exact_hessian(objective, X, y, batch_size=None):
     flat = objective.flat_params()
     rows = batch_size or max(1, min(n, _HESSIAN_CHUNK_ELEMENTS // max(1, p)))
     H = torch.zeros(p, p, device=objective.device, dtype=objective.dtype)
-    for start in range(0, n, rows):
-        H += hessian(_loss_sum(objective, X[start : start + rows], y[start : start + rows]))(flat)
+    for chunk in batch_slices(n, rows):
+        H += hessian(_loss_sum(objective, X[chunk], y[chunk]))(flat)
     H += torch.diag(_penalty_diagonal(objective, n))
     return H / n
 
@@ -88,8 +88,8 @@ def hessian_vector_products(objective, X, y, batch_size=None):
         k = V.shape[1]
         rows = batch_size or max(1, min(n, _HESSIAN_CHUNK_ELEMENTS // max(1, k)))
         out = penalty[:, None] * V
-        for start in range(0, n, rows):
-            gradient = grad(_loss_sum(objective, X[start : start + rows], y[start : start + rows]))
+        for chunk in batch_slices(n, rows):
+            gradient = grad(_loss_sum(objective, X[chunk], y[chunk]))
 
             def column(v, gradient=gradient):
                 return jvp(gradient, (flat,), (v,))[1]
@@ -359,7 +359,7 @@ class InfluenceFilter(BaseGradientFilter):
         else:
             self.solver_ = self.solver
         solve = self._solver(
-            objective, objective.as_features(X[train]), objective._encoded_labels(y[train])
+            objective, objective.as_features(X[train]), objective.encode_labels(y[train])
         )
         if self.influence == "validation":
             val_gradient = objective.loss_gradient_sum(X[val], y[val]) / len(val)
@@ -370,8 +370,7 @@ class InfluenceFilter(BaseGradientFilter):
         # rows in blocks: the gradient matrix is never held whole
         block = self.batch_size or max(1, min(len(X), _HESSIAN_CHUNK_ELEMENTS // max(1, p)))
         scores = []
-        for start in range(0, len(X), block):
-            rows = slice(start, start + block)
+        for rows in batch_slices(len(X), block):
             grads = self._per_sample_gradients(objective, X[rows], y[rows])
             if self.influence == "self":
                 solved, n_failed = solve(grads.T)

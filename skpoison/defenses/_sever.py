@@ -5,7 +5,7 @@ from numbers import Integral
 import numpy as np
 import torch
 
-from ..utils import NumberInterval
+from ..utils import NumberInterval, batch_slices
 from ._filter_base import BaseGradientFilter, rows_per_chunk
 
 __all__ = ["SeverFilter"]
@@ -201,7 +201,7 @@ class SeverFilter(BaseGradientFilter):
     def _streamed_scores(self, objective, X, y, rng):
         """The same scores without holding the gradient matrix: three kinds of passes."""
         rows = rows_per_chunk(self.batch_size, len(X), objective.n_params)
-        chunks = [slice(start, start + rows) for start in range(0, len(X), rows)]
+        chunks = list(batch_slices(len(X), rows))
         mean = objective.loss_gradient_sum(X, y, batch_size=rows) / len(X)
 
         def centred(chunk):

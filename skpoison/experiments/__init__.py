@@ -8,7 +8,7 @@ from ._report import (
     format_defense_table,
     write_attack_report,
 )
-from ._scaling import scale_to_threshold
+from ..targets import scale_to_threshold
 from ._registry import (
     DATASETS,
     DEFENSES,

@@ -5,10 +5,12 @@ import time
 import numpy as np
 from sklearn.base import clone
 from sklearn.frozen import FrozenEstimator
+from sklearn.utils import check_array
 
 from .._poisonability import PoisonabilityAnalyzer
 from ..attacks import GradientCanceling
 from ..targets import resolve_target
+from ..utils import projection_box
 from ._registry import accuracy
 
 __all__ = ["MAX_TAU_BUDGET", "evaluate_attack", "evaluate_defense"]
@@ -112,8 +114,15 @@ def evaluate_attack(
     # the target is built once and frozen, so every budget attacks the same model
     target_model = resolve_target(target, X_train, y_train)
     frozen = FrozenEstimator(target_model)
+    # tau for poison in the attacks' own box, and g(mu) computed once for all budgets
+    X_checked = check_array(X_train, dtype=[np.float64, np.float32])
+    box = projection_box(
+        X_checked, attack_params.get("feature_range"), attack_params.get("clip")
+    )
     analyzer = PoisonabilityAnalyzer(
-        frozen, **{k: attack_params[k] for k in ("device", "dtype") if k in attack_params}
+        frozen,
+        feature_range=box,
+        **{k: attack_params[k] for k in ("device", "dtype", "batch_size") if k in attack_params},
     ).fit(X_train, y_train)
     rows, histories = [], {}
     for eps in _budgets(epsilon_d, analyzer.threshold_):
@@ -122,9 +131,10 @@ def evaluate_attack(
         start = time.perf_counter()
         attack = GradientCanceling(
             frozen, epsilon_d=eps, random_state=random_state, **attack_params
-        ).fit(X_train, y_train)
-        X_mixed = np.vstack([X_train, attack.X_poison_.astype(X_train.dtype)])
-        y_mixed = np.concatenate([y_train, attack.y_poison_])
+        )
+        X_mixed, y_mixed = attack.fit_resample(
+            X_train, y_train, clean_gradient=analyzer.clean_
+        )
         retrained = clone(victim).fit(X_mixed, y_mixed)
         acc = accuracy(retrained, X_test, y_test)
         defended = {}

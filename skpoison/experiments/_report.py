@@ -9,7 +9,7 @@ from sklearn.frozen import FrozenEstimator
 from ..utils import atomic_write
 from ._attack import evaluate_attack, evaluate_defense
 from ._registry import default_epsilon_w, load_dataset, make_defense, make_model, make_target
-from ._scaling import scale_to_threshold
+from ..targets import scale_to_threshold
 
 __all__ = ["attack_report", "format_attack_table", "format_defense_table", "write_attack_report"]
 

@@ -26,7 +26,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_array
 
-from ..utils import resolve_device
+from ..utils import class_indices, resolve_device
 from ._modules import CNN, MLP, LogisticRegressionNet, ResNet, infer_image_shape
 
 __all__ = ["NETS", "SeededNeuralNetClassifier", "make_net"]
@@ -224,17 +224,7 @@ class SeededNeuralNetClassifier(NeuralNetClassifier):
 
     def _encode(self, y):
         """Class indices (int64) of labels ``y`` in the order of ``classes_``."""
-        classes = np.asarray(self.classes_)
-        sorter = np.argsort(classes, kind="stable")
-        pos = np.clip(np.searchsorted(classes, y, sorter=sorter), 0, len(classes) - 1)
-        index = sorter[pos]
-        unknown = classes[index] != y
-        if np.any(unknown):
-            raise ValueError(
-                f"y contains labels {np.unique(y[unknown]).tolist()} that are not among "
-                f"the classes {classes.tolist()} of {type(self).__name__}."
-            )
-        return index.astype(np.int64)
+        return class_indices(self.classes_, y, owner=type(self).__name__).astype(np.int64)
 
     def check_data(self, X, y):
         """skorch's data check, keeping the classes of the first fit."""

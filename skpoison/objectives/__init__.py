@@ -1,19 +1,43 @@
-"""Victim training objectives viewed at fixed parameters (the core of skpoison)."""
+"""Victim training objectives viewed at fixed parameters (the core of skpoison).
 
-from ._as_objective import SUPPORTED_ESTIMATORS, as_objective
+Importing this package registers the adapters for scikit-learn linear models and
+skorch nets; a new victim type is one more adapter module registered with
+:func:`register_adapter`.
+"""
+
 from ._base import Objective
+from ._clean_gradient import CleanGradient
+from ._losses import (
+    BinaryMarginLoss,
+    CrossEntropyLoss,
+    OneVsRestMarginLoss,
+    SquaredLoss,
+    TrainingLoss,
+)
 from ._margins import MARGIN_LOSSES, MarginLoss, margin_bounds, softmax_bounds
-from ._sklearn import LinearModule
-from ._torch import last_linear_layer
+from ._penalty import Penalty
+from ._registry import as_objective, register_adapter, supported_estimators
+
+# the adapters register themselves on import
+from ._sklearn import LinearModule  # noqa: E402
+from ._torch import last_linear_layer  # noqa: E402
 
 __all__ = [
     "MARGIN_LOSSES",
-    "SUPPORTED_ESTIMATORS",
+    "BinaryMarginLoss",
+    "CleanGradient",
+    "CrossEntropyLoss",
     "LinearModule",
     "MarginLoss",
     "Objective",
+    "OneVsRestMarginLoss",
+    "Penalty",
+    "SquaredLoss",
+    "TrainingLoss",
     "as_objective",
     "last_linear_layer",
     "margin_bounds",
+    "register_adapter",
     "softmax_bounds",
+    "supported_estimators",
 ]

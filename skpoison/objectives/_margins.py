@@ -209,3 +209,44 @@ def softmax_bounds(n_classes, intervals=None):
         lows.append(float(psi(np.clip(t_star, low, high))))
         highs.append(math.inf if high == math.inf else max(float(psi(low)), float(psi(high))))
     return min(lows), max(highs)
+
+
+def squared_bounds(output_ranges, label_range, n_outputs):
+    """Bounds of ``<h, h - y>`` for the squared loss ``0.5 * ||h - y||^2``.
+
+    Parameters
+    ----------
+    output_ranges : array-like of shape (n_outputs, 2) or None
+        Range of each output over the poison feature box; ``None`` for unbounded.
+    label_range : (low, high)
+        Range of the poison labels.
+    n_outputs : int
+        Number of outputs ``k``.
+
+    Returns
+    -------
+    a, b : float
+        Infimum and supremum over outputs and labels in their ranges; without
+        ``output_ranges``, ``a = -k * max(y^2) / 4`` and ``b = inf``.
+
+    Examples
+    --------
+    >>> from skpoison.objectives._margins import squared_bounds
+    >>> squared_bounds(None, (-2.0, 1.0), 1)
+    (-1.0, inf)
+    """
+    ylo, yhi = float(label_range[0]), float(label_range[1])
+    if output_ranges is None:
+        output_ranges = [(-math.inf, math.inf)] * n_outputs
+    a = b = 0.0
+    for lo, hi in output_ranges:
+        a_k, b_k = math.inf, -math.inf
+        for yv in (ylo, yhi):
+            # h (h - y) is a convex parabola in h with its vertex at y / 2
+            h_min = float(np.clip(yv / 2, lo, hi))
+            a_k = min(a_k, h_min * (h_min - yv))
+            for h in (lo, hi):
+                b_k = max(b_k, math.inf if not np.isfinite(h) else h * (h - yv))
+        a += a_k
+        b += b_k
+    return a, b

@@ -17,17 +17,11 @@ from sklearn.svm import LinearSVC
 from sklearn.utils.validation import check_is_fitted
 
 from ._base import Objective
+from ._losses import BinaryMarginLoss, CrossEntropyLoss, OneVsRestMarginLoss, SquaredLoss
+from ._penalty import Penalty
+from ._registry import register_adapter
 
-__all__ = ["LinearModule", "SKLEARN_ESTIMATORS", "sklearn_objective"]
-
-SKLEARN_ESTIMATORS = (
-    LogisticRegression,
-    SGDClassifier,
-    LinearSVC,
-    RidgeClassifier,
-    Ridge,
-    LinearRegression,
-)
+__all__ = ["LinearModule"]
 
 _SGD_LOSSES = {
     "log_loss": "logistic",
@@ -90,11 +84,15 @@ def _unsupported(estimator, what):
     )
 
 
+def _margin_loss(margin, classes):
+    """The binary margin loss for two classes, one per class (one-vs-rest) otherwise."""
+    return BinaryMarginLoss(margin) if len(classes) == 2 else OneVsRestMarginLoss(margin)
+
+
 def _linear_objective(
     estimator,
     *,
-    kind,
-    loss=None,
+    loss,
     classes=None,
     penalty_form=None,
     strength=0.0,
@@ -114,21 +112,18 @@ def _linear_objective(
         params["intercept"] = torch.as_tensor(np.array(intercept))
         weights["intercept"] = intercept_weight
     groups = None
-    if kind == "ovr_margin":
+    if isinstance(loss, OneVsRestMarginLoss):
         groups = [
             [("coef", j)] + ([("intercept", j)] if fit_intercept else []) for j in range(k)
         ]
     return Objective(
         module,
         params,
-        kind=kind,
         loss=loss,
+        penalty=Penalty(weights, form=penalty_form, strength=strength),
         estimator=estimator,
         rebuild=_LinearRebuild(estimator, fit_intercept),
         classes=classes,
-        penalty_weights=weights,
-        penalty_form=penalty_form,
-        penalty_strength=strength,
         groups=groups,
         fit_intercept=fit_intercept,
         n_features_in=getattr(estimator, "n_features_in_", d),
@@ -143,12 +138,18 @@ def _check_no_class_weight(estimator):
         raise _unsupported(estimator, "class_weight")
 
 
-def _logistic(estimator, device, dtype):
-    if isinstance(estimator, LogisticRegressionCV):
-        raise TypeError(
-            "LogisticRegressionCV is not supported; refit a LogisticRegression with the "
-            "chosen C_ and pass that."
-        )
+@register_adapter(LogisticRegressionCV)
+def _logistic_cv(estimator, *, device, dtype):
+    raise TypeError(
+        "LogisticRegressionCV is not supported; refit a LogisticRegression with the "
+        "chosen C_ and pass that."
+    )
+
+
+@register_adapter(
+    LogisticRegression, "LogisticRegression (binary and multinomial, L2 or no penalty)"
+)
+def _logistic(estimator, *, device, dtype):
     _check_no_class_weight(estimator)
     penalty = getattr(estimator, "penalty", "l2")
     l1_ratio = getattr(estimator, "l1_ratio", None)
@@ -163,16 +164,13 @@ def _logistic(estimator, device, dtype):
     # liblinear penalises the intercept through a constant feature intercept_scaling
     intercept_weight = 1.0 / float(estimator.intercept_scaling) ** 2 if liblinear else 0.0
     classes = estimator.classes_
-    if len(classes) == 2:
-        kind = "binary_margin"
-    elif liblinear or getattr(estimator, "multi_class", "auto") == "ovr":
-        kind = "ovr_margin"
+    if len(classes) == 2 or liblinear or getattr(estimator, "multi_class", "auto") == "ovr":
+        loss = _margin_loss("logistic", classes)
     else:
-        kind = "cross_entropy"
+        loss = CrossEntropyLoss()
     return _linear_objective(
         estimator,
-        kind=kind,
-        loss="logistic" if kind != "cross_entropy" else None,
+        loss=loss,
         classes=classes,
         penalty_form=form,
         strength=strength,
@@ -182,7 +180,8 @@ def _logistic(estimator, device, dtype):
     )
 
 
-def _sgd(estimator, device, dtype):
+@register_adapter(SGDClassifier, "SGDClassifier (log_loss, hinge, modified_huber, squared_hinge; L2)")
+def _sgd(estimator, *, device, dtype):
     _check_no_class_weight(estimator)
     if estimator.loss not in _SGD_LOSSES:
         raise _unsupported(
@@ -194,8 +193,7 @@ def _sgd(estimator, device, dtype):
     classes = estimator.classes_
     return _linear_objective(
         estimator,
-        kind="binary_margin" if len(classes) == 2 else "ovr_margin",
-        loss=_SGD_LOSSES[estimator.loss],
+        loss=_margin_loss(_SGD_LOSSES[estimator.loss], classes),
         classes=classes,
         penalty_form=form,
         strength=float(estimator.alpha) if form else 0.0,
@@ -204,7 +202,8 @@ def _sgd(estimator, device, dtype):
     )
 
 
-def _linear_svc(estimator, device, dtype):
+@register_adapter(LinearSVC, "LinearSVC (hinge, squared_hinge)")
+def _linear_svc(estimator, *, device, dtype):
     _check_no_class_weight(estimator)
     if estimator.penalty != "l2":
         raise _unsupported(estimator, f"penalty={estimator.penalty!r}")
@@ -213,8 +212,7 @@ def _linear_svc(estimator, device, dtype):
     classes = estimator.classes_
     return _linear_objective(
         estimator,
-        kind="binary_margin" if len(classes) == 2 else "ovr_margin",
-        loss=estimator.loss,
+        loss=_margin_loss(estimator.loss, classes),
         classes=classes,
         penalty_form="sum",
         strength=1.0 / float(estimator.C),
@@ -233,15 +231,15 @@ def _alpha(estimator):
     return float(alpha.reshape(-1)[0])
 
 
-def _ridge_classifier(estimator, device, dtype):
+@register_adapter(RidgeClassifier, "RidgeClassifier")
+def _ridge_classifier(estimator, *, device, dtype):
     _check_no_class_weight(estimator)
     alpha = _alpha(estimator)
     classes = estimator.classes_
     # ||y - Xw||^2 + alpha ||w||^2 is twice sum 0.5 (y - h)^2 + alpha * 0.5 ||w||^2
     return _linear_objective(
         estimator,
-        kind="binary_margin" if len(classes) == 2 else "ovr_margin",
-        loss="squared",
+        loss=_margin_loss("squared", classes),
         classes=classes,
         penalty_form="sum" if alpha > 0 else None,
         strength=alpha,
@@ -250,11 +248,12 @@ def _ridge_classifier(estimator, device, dtype):
     )
 
 
-def _ridge(estimator, device, dtype):
+@register_adapter(Ridge, "Ridge")
+def _ridge(estimator, *, device, dtype):
     alpha = _alpha(estimator)
     return _linear_objective(
         estimator,
-        kind="squared",
+        loss=SquaredLoss(),
         penalty_form="sum" if alpha > 0 else None,
         strength=alpha,
         device=device,
@@ -262,26 +261,8 @@ def _ridge(estimator, device, dtype):
     )
 
 
-def _linear_regression(estimator, device, dtype):
+@register_adapter(LinearRegression, "LinearRegression")
+def _linear_regression(estimator, *, device, dtype):
     if getattr(estimator, "positive", False):
         raise _unsupported(estimator, "positive=True")
-    return _linear_objective(estimator, kind="squared", device=device, dtype=dtype)
-
-
-_ADAPTERS = (
-    (LogisticRegression, _logistic),
-    (SGDClassifier, _sgd),
-    (LinearSVC, _linear_svc),
-    (RidgeClassifier, _ridge_classifier),
-    (Ridge, _ridge),
-    (LinearRegression, _linear_regression),
-)
-
-
-def sklearn_objective(estimator, *, device, dtype):
-    """Objective of a fitted scikit-learn linear model, or ``None`` if not one."""
-    for cls, adapter in _ADAPTERS:
-        if isinstance(estimator, cls):
-            check_is_fitted(estimator)
-            return adapter(estimator, device, dtype)
-    return None
+    return _linear_objective(estimator, loss=SquaredLoss(), device=device, dtype=dtype)

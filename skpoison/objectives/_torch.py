@@ -6,11 +6,14 @@ from collections import OrderedDict
 
 import numpy as np
 import torch
-from sklearn.exceptions import NotFittedError
+from skorch import NeuralNet, NeuralNetClassifier
 
 from ._base import Objective
+from ._losses import CrossEntropyLoss
+from ._penalty import Penalty
+from ._registry import register_adapter
 
-__all__ = ["skorch_objective", "last_linear_layer"]
+__all__ = ["last_linear_layer"]
 
 
 def last_linear_layer(module):
@@ -76,19 +79,11 @@ def _weight_decays(net, named):
     return decays
 
 
-def skorch_objective(net, *, device, dtype):
-    """Objective of a fitted skorch ``NeuralNet``, or ``None`` if ``net`` is not one."""
-    try:
-        from skorch import NeuralNet, NeuralNetClassifier
-    except ImportError:  # pragma: no cover - skorch is a dependency
-        return None
-    if not isinstance(net, NeuralNet):
-        return None
-    if not getattr(net, "initialized_", False):
-        raise NotFittedError(
-            f"This {type(net).__name__} is not initialized yet; fit it before using it "
-            "as a target."
-        )
+@register_adapter(
+    NeuralNet, "skorch NeuralNet / NeuralNetClassifier (CrossEntropyLoss or NLLLoss)"
+)
+def _skorch_net(net, *, device, dtype):
+    """Objective of a fitted skorch ``NeuralNet``."""
     criterion = net.criterion_
     probability_epsilon = None
     if isinstance(criterion, torch.nn.CrossEntropyLoss):
@@ -130,15 +125,13 @@ def skorch_objective(net, *, device, dtype):
     return Objective(
         module,
         OrderedDict((k, v.detach()) for k, v in named.items()),
-        kind="cross_entropy",
+        loss=CrossEntropyLoss(
+            log_probabilities=log_probabilities, probability_epsilon=probability_epsilon
+        ),
+        penalty=Penalty(decays if has_decay else None, form=form, strength=1.0),
         estimator=net,
         rebuild=_NetRebuild(net),
         classes=np.asarray(classes),
-        log_probabilities=log_probabilities,
-        probability_epsilon=probability_epsilon,
-        penalty_weights={k: v for k, v in decays.items()} if has_decay else None,
-        penalty_form=form,
-        penalty_strength=1.0 if has_decay else 0.0,
         head=head,
         fit_intercept=True,
         n_features_in=getattr(net, "n_features_in_", None),

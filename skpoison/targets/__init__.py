@@ -3,6 +3,7 @@
 from ._base import TargetRecipe, resolve_target
 from ._label_flip import LabelFlipTarget
 from ._parameter_corruption import GradPC, RandomPC
+from ._scale_to_threshold import scale_to_threshold
 from ._scaled import ScaledTarget
 
 __all__ = [
@@ -12,4 +13,5 @@ __all__ = [
     "ScaledTarget",
     "TargetRecipe",
     "resolve_target",
+    "scale_to_threshold",
 ]

@@ -13,20 +13,9 @@ from sklearn.utils import get_tags
 from sklearn.utils._available_if import available_if
 from sklearn.utils.validation import check_is_fitted
 
-from ..utils import check_feature_names
+from ..utils import check_feature_names, is_fitted
 
-__all__ = ["TargetRecipe", "fit_source_estimator", "is_fitted", "resolve_target"]
-
-
-def is_fitted(estimator):
-    """Whether ``estimator`` is fitted (skorch nets: initialized)."""
-    if hasattr(estimator, "initialized_"):
-        return bool(estimator.initialized_)
-    try:
-        check_is_fitted(estimator)
-    except NotFittedError:
-        return False
-    return True
+__all__ = ["TargetRecipe", "fit_source_estimator", "resolve_target"]
 
 
 def resolve_target(target, X, y):

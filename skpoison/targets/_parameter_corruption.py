@@ -19,7 +19,7 @@ from sklearn.utils._param_validation import HasMethods, StrOptions
 from sklearn.utils.validation import validate_data
 
 from ..objectives import as_objective
-from ..utils import NumberInterval
+from ..utils import NumberInterval, batch_slices
 from ._base import TargetRecipe, fit_source_estimator
 
 __all__ = ["GradPC", "RandomPC"]
@@ -279,15 +279,16 @@ class GradPC(TargetRecipe):
         if objective.classes is not None and y_val.ndim == 2 and y_val.shape[1] == 1:
             y_val = y_val[:, 0]
         X_val = objective.as_features(X[val])
-        y_val = objective._encoded_labels(y_val)
+        y_val = objective.encode_labels(y_val)
 
         def loss_and_grad(w):
             w = w.detach().requires_grad_(True)
             params = objective.unflatten(w)
             total, grad = 0.0, torch.zeros_like(w)
-            for start in range(0, n_val, _CHUNK):
-                sl = slice(start, start + _CHUNK)
-                chunk = objective.sample_losses(X_val[sl], y_val[sl], params=params).sum()
+            for sl in batch_slices(n_val, _CHUNK):
+                chunk = objective.sample_losses(
+                    X_val[sl], y_val[sl], params=params, encoded=True
+                ).sum()
                 (g,) = torch.autograd.grad(chunk, w)
                 total += float(chunk.detach())
                 grad += g

@@ -1,14 +1,28 @@
-"""Device and dtype helpers, validation helpers and atomic file writes, shared by every
-skpoison module."""
+"""Device and dtype helpers, shared checks and atomic file writes used across skpoison."""
 
+from ._batches import batch_slices
 from ._device import resolve_device, resolve_dtype, to_tensor
 from ._io import atomic_write
-from ._validation import NumberInterval, check_feature_names
+from ._validation import (
+    NumberInterval,
+    check_feature_names,
+    check_range,
+    class_indices,
+    is_fitted,
+    is_torch_net,
+    projection_box,
+)
 
 __all__ = [
     "NumberInterval",
     "atomic_write",
+    "batch_slices",
     "check_feature_names",
+    "check_range",
+    "class_indices",
+    "is_fitted",
+    "is_torch_net",
+    "projection_box",
     "resolve_device",
     "resolve_dtype",
     "to_tensor",

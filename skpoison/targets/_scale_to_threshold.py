@@ -3,9 +3,11 @@
 import math
 
 from sklearn.frozen import FrozenEstimator
+from sklearn.utils import check_array
 
-from .._poisonability import PoisonabilityAnalyzer
-from ..targets import ScaledTarget, resolve_target
+from ..objectives import CleanGradient, as_objective
+from ._base import resolve_target
+from ._scaled import ScaledTarget
 
 __all__ = ["scale_to_threshold"]
 
@@ -33,7 +35,7 @@ def scale_to_threshold(
     n_steps : int, default=20
         Bisection steps.
     device, dtype : str
-        Passed to :class:`~skpoison.PoisonabilityAnalyzer`.
+        Torch device and precision of the threshold computations.
 
     Returns
     -------
@@ -47,8 +49,7 @@ def scale_to_threshold(
     >>> from sklearn.linear_model import LogisticRegression
     >>> from skpoison import PoisonabilityAnalyzer
     >>> from skpoison.datasets import load_digits
-    >>> from skpoison.experiments import scale_to_threshold
-    >>> from skpoison.targets import GradPC
+    >>> from skpoison.targets import GradPC, scale_to_threshold
     >>> X, y = load_digits(return_X_y=True)
     >>> recipe = GradPC(LogisticRegression(max_iter=1000), epsilon_w=0.5, random_state=0)
     >>> model, scale = scale_to_threshold(recipe, X, y, 0.1, n_steps=6, device="cpu")
@@ -58,14 +59,16 @@ def scale_to_threshold(
     """
     if not threshold > 0:
         raise ValueError(f"threshold must be positive, got {threshold!r}.")
+    X = check_array(X, dtype=[float, "float32"])
     model = resolve_target(target, X, y)
 
     def scaled(s):
         return ScaledTarget(FrozenEstimator(model), scale=s).fit(X, y).target_
 
     def tau(candidate):
-        analyzer = PoisonabilityAnalyzer(FrozenEstimator(candidate), device=device, dtype=dtype)
-        return analyzer.fit(X, y).threshold_
+        objective = as_objective(candidate, device=device, dtype=dtype)
+        objective.check_n_features(X.shape[1])
+        return CleanGradient(objective, X, y).threshold()
 
     if tau(model) <= threshold:
         return model, 1.0

@@ -1,22 +1,67 @@
-"""``as_objective``: the one entry point from a fitted estimator to its objective."""
+"""Which adapter turns which fitted estimator into its :class:`Objective`.
+
+Adapters are registered by estimator type (``functools.singledispatch``, so a
+subclass uses its parent's adapter unless it registers its own).  Adding a victim is
+one adapter module that calls :func:`register_adapter`; nothing else changes.
+"""
+
+from functools import singledispatch
 
 import torch
+from sklearn.exceptions import NotFittedError
 from sklearn.frozen import FrozenEstimator
 
-from ._sklearn import sklearn_objective
-from ._torch import skorch_objective
+from ..utils import is_fitted
 
-__all__ = ["as_objective", "SUPPORTED_ESTIMATORS"]
+__all__ = ["as_objective", "register_adapter", "supported_estimators"]
 
-SUPPORTED_ESTIMATORS = (
-    "LogisticRegression (binary and multinomial, L2 or no penalty)",
-    "SGDClassifier (log_loss, hinge, modified_huber, squared_hinge; L2)",
-    "LinearSVC (hinge, squared_hinge)",
-    "RidgeClassifier",
-    "Ridge",
-    "LinearRegression",
-    "skorch NeuralNet / NeuralNetClassifier (CrossEntropyLoss or NLLLoss)",
-)
+_DESCRIPTIONS = {}
+
+
+@singledispatch
+def _adapter(estimator, *, device, dtype):
+    raise TypeError(
+        f"{type(estimator).__name__} is not a supported victim. Supported: "
+        + "; ".join(supported_estimators())
+        + "."
+    )
+
+
+def register_adapter(estimator_type, description=None):
+    """Register ``adapter(estimator, *, device, dtype) -> Objective`` for a type.
+
+    Parameters
+    ----------
+    estimator_type : type
+        The estimator class (subclasses dispatch to it too).
+    description : str or None
+        How the supported configurations are listed in error messages and
+        :func:`supported_estimators`; ``None`` keeps the type out of that list (for
+        types registered only to reject them with a better message).
+
+    Returns
+    -------
+    decorator : callable
+
+    Examples
+    --------
+    >>> from skpoison.objectives import supported_estimators
+    >>> "LinearSVC (hinge, squared_hinge)" in supported_estimators()
+    True
+    """
+
+    def decorator(adapter):
+        _adapter.register(estimator_type)(adapter)
+        if description is not None:
+            _DESCRIPTIONS[estimator_type] = description
+        return adapter
+
+    return decorator
+
+
+def supported_estimators():
+    """Descriptions of the supported victims, in the order they were registered."""
+    return tuple(_DESCRIPTIONS.values())
 
 
 def as_objective(estimator, *, device="auto", dtype="float32"):
@@ -40,10 +85,10 @@ def as_objective(estimator, *, device="auto", dtype="float32"):
     ------
     TypeError
         If the estimator (or its configuration) is not supported.
-    ValueError
-        If the estimator's parameters contain NaN or infinity.
     sklearn.exceptions.NotFittedError
         If the estimator is not fitted.
+    ValueError
+        If the estimator's parameters are NaN or infinite (in ``dtype``).
 
     Examples
     --------
@@ -60,16 +105,16 @@ def as_objective(estimator, *, device="auto", dtype="float32"):
     """
     if isinstance(estimator, FrozenEstimator):
         estimator = estimator.estimator
-    for adapter in (sklearn_objective, skorch_objective):
-        objective = adapter(estimator, device=device, dtype=dtype)
-        if objective is not None:
-            _check_finite_params(objective)
-            return objective
-    raise TypeError(
-        f"{type(estimator).__name__} is not a supported victim. Supported: "
-        + "; ".join(SUPPORTED_ESTIMATORS)
-        + "."
-    )
+    if _adapter.dispatch(type(estimator)) is not _adapter.dispatch(object) and not is_fitted(
+        estimator
+    ):
+        raise NotFittedError(
+            f"This {type(estimator).__name__} instance is not fitted yet; fit it before "
+            "using it as a target."
+        )
+    objective = _adapter(estimator, device=device, dtype=dtype)
+    _check_finite_params(objective)
+    return objective
 
 
 def _check_finite_params(objective):

@@ -1,0 +1,200 @@
+"""The per-sample training losses an objective can have, one strategy object each.
+
+A loss says, in one place, how labels are encoded for it, its value on model outputs
+and the range ``[a, b]`` of ``<h, grad_h l>`` that any single point can reach (what the
+poisonability threshold needs, paper section 3).  :class:`~skpoison.objectives.Objective`
+holds one and never branches on which it is.
+"""
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ._margins import MARGIN_LOSSES, _margin_union_bounds, softmax_bounds, squared_bounds
+
+__all__ = [
+    "BinaryMarginLoss",
+    "CrossEntropyLoss",
+    "OneVsRestMarginLoss",
+    "SquaredLoss",
+    "TrainingLoss",
+]
+
+
+class TrainingLoss:
+    """Interface of a per-sample loss ``l(h, y)`` on model outputs ``h``.
+
+    Subclasses set :attr:`kind` and implement :meth:`encode`, :meth:`per_sample` and
+    :meth:`group_bounds`.
+    """
+
+    #: Short name of the loss family (``Objective.kind``).
+    kind = None
+    #: Whether labels are class labels (classifiers) or real targets (regression).
+    classification = True
+
+    def encode(self, index, n_classes, *, device, dtype):
+        """Labels in the form :meth:`per_sample` consumes.
+
+        Parameters
+        ----------
+        index : ndarray of int
+            For classifiers, the position of each label in the model's classes.
+        n_classes : int
+            Number of classes.
+        device, dtype : torch.device, torch.dtype
+        """
+        raise NotImplementedError
+
+    def per_sample(self, h, y):
+        """Per-sample losses for outputs ``h`` of shape ``(m, k)`` and encoded labels ``y``."""
+        raise NotImplementedError
+
+    def group_bounds(self, ranges, n_groups, *, n_outputs, n_classes=None, label_range=None):
+        """Bounds ``(a, b)`` of ``<h, grad_h l>`` for one point, per threshold group.
+
+        Parameters
+        ----------
+        ranges : ndarray of shape (k, 2) or None
+            Range of each output over the poison feature box (``None``: unbounded).
+        n_groups : int
+            Number of threshold groups of the objective.
+        n_outputs : int
+            Number of model outputs ``k``.
+        n_classes : int or None
+            Number of classes the constant is taken for (``tau(2)`` passes 2).
+        label_range : (low, high) or None
+            Range of poison labels (regression).
+        """
+        raise NotImplementedError
+
+    def __repr__(self):
+        return f"{type(self).__name__}()"
+
+
+class BinaryMarginLoss(TrainingLoss):
+    """A binary margin loss ``l(y h)`` with ``y`` in {-1, +1} and one output ``h``.
+
+    Parameters
+    ----------
+    margin : str
+        A key of :data:`~skpoison.objectives.MARGIN_LOSSES`.
+    """
+
+    kind = "binary_margin"
+
+    def __init__(self, margin):
+        if margin not in MARGIN_LOSSES:
+            raise ValueError(
+                f"Unknown margin loss {margin!r}; expected one of {sorted(MARGIN_LOSSES)}."
+            )
+        self.margin = margin
+
+    @property
+    def spec(self):
+        """The :class:`~skpoison.objectives.MarginLoss` (looked up, so objectives pickle)."""
+        return MARGIN_LOSSES[self.margin]
+
+    def encode(self, index, n_classes, *, device, dtype):
+        return torch.as_tensor(2.0 * index - 1.0, device=device, dtype=dtype)
+
+    def per_sample(self, h, y):
+        return self.spec.loss(y * h[:, 0])
+
+    def _bounds(self, ranges, k):
+        if ranges is None:
+            return self.spec.a, self.spec.b
+        low, high = ranges[k]
+        # a point of either label: margins y h over [low, high] or [-high, -low]
+        return _margin_union_bounds(self.spec, [(low, high), (-high, -low)])
+
+    def group_bounds(self, ranges, n_groups, *, n_outputs, n_classes=None, label_range=None):
+        return [self._bounds(ranges, k) for k in range(n_groups)]
+
+    def __repr__(self):
+        return f"{type(self).__name__}({self.margin!r})"
+
+
+class OneVsRestMarginLoss(BinaryMarginLoss):
+    """One binary margin loss per class (one-vs-rest), summed over the classes."""
+
+    kind = "ovr_margin"
+
+    def encode(self, index, n_classes, *, device, dtype):
+        signs = -np.ones((len(index), n_classes))
+        signs[np.arange(len(index)), index] = 1.0
+        return torch.as_tensor(signs, device=device, dtype=dtype)
+
+    def per_sample(self, h, y):
+        return self.spec.loss(y * h).sum(dim=1)
+
+
+class CrossEntropyLoss(TrainingLoss):
+    """Softmax cross-entropy on logits, or NLLLoss on (log-)probabilities.
+
+    Parameters
+    ----------
+    log_probabilities : bool, default=False
+        The outputs are log-probabilities (``NLLLoss``) instead of logits.
+    probability_epsilon : float or None, default=None
+        When set, the outputs are probabilities and the loss is
+        ``NLLLoss(log(p + probability_epsilon))``, as skorch's ``NeuralNetClassifier``
+        computes it for ``NLLLoss``.
+    """
+
+    kind = "cross_entropy"
+
+    def __init__(self, *, log_probabilities=False, probability_epsilon=None):
+        self.log_probabilities = bool(log_probabilities)
+        self.probability_epsilon = probability_epsilon
+
+    def encode(self, index, n_classes, *, device, dtype):
+        return torch.as_tensor(index, dtype=torch.long, device=device)
+
+    def per_sample(self, h, y):
+        if not self.log_probabilities:
+            return F.cross_entropy(h, y, reduction="none")
+        if self.probability_epsilon is not None:
+            h = torch.log(h + self.probability_epsilon)
+        return F.nll_loss(h, y, reduction="none")
+
+    def group_bounds(self, ranges, n_groups, *, n_outputs, n_classes=None, label_range=None):
+        if ranges is None:
+            return [softmax_bounds(n_classes)]
+        # the logit differences h_k - h_i a point in the box can produce
+        intervals = [
+            (ranges[k, 0] - ranges[i, 1], ranges[k, 1] - ranges[i, 0])
+            for i in range(len(ranges))
+            for k in range(len(ranges))
+            if i != k
+        ]
+        return [softmax_bounds(n_classes, intervals)]
+
+    def __repr__(self):
+        return (
+            f"{type(self).__name__}(log_probabilities={self.log_probabilities}, "
+            f"probability_epsilon={self.probability_epsilon})"
+        )
+
+
+class SquaredLoss(TrainingLoss):
+    """The regression loss ``0.5 * ||h - y||^2`` on real targets."""
+
+    kind = "squared"
+    classification = False
+
+    def encode(self, values, n_outputs, *, device, dtype):
+        values = np.asarray(values, dtype=float).reshape(len(values), -1)
+        if values.shape[1] != n_outputs:
+            raise ValueError(f"y has {values.shape[1]} outputs; the model has {n_outputs}.")
+        return torch.as_tensor(values, device=device, dtype=dtype)
+
+    def per_sample(self, h, y):
+        return 0.5 * ((h - y) ** 2).sum(dim=1)
+
+    def group_bounds(self, ranges, n_groups, *, n_outputs, n_classes=None, label_range=None):
+        if label_range is None:
+            return [(-math.inf, math.inf)]
+        return [squared_bounds(ranges, label_range, n_outputs)]
