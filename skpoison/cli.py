@@ -1,11 +1,296 @@
-"""The ``skpoison`` command line."""
+"""The ``skpoison`` command line.
+
+Only the standard library and :mod:`skpoison._choices` are imported at module level,
+so that ``skpoison --help``, ``--version`` and argument errors answer at once; torch,
+skorch and scikit-learn are imported once the arguments are valid.
+
+Exit status: 0 on success, 1 on an error (one line on standard error), 2 on a usage
+error (with the usage of the command at fault), 130 when interrupted (Ctrl-C).
+"""
 
 import argparse
-import json
 import os
+import re
 import sys
 
-__all__ = ["main"]
+from . import __version__
+from ._choices import DATASETS, DEFENSES, MODELS, TARGETS
+
+__all__ = ["build_parser", "main"]
+
+_DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
+_MNIST = ("mnist", "mnist17")
+
+
+def _positive_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} must be positive and finite")
+    return value
+
+
+def _budget(text):
+    return text if text == "tau" else _positive_float(text)
+
+
+def _positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
+    return value
+
+
+def _device(text):
+    if not _DEVICE.fullmatch(text):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a device; choose auto, cpu, cuda or cuda:N"
+        )
+    return text
+
+
+def _add_common(parser):
+    """The options ``analyze`` and ``attack`` share."""
+    parser.add_argument("--dataset", choices=DATASETS, default="digits", help="the data set")
+    parser.add_argument("--model", choices=MODELS, default="logreg", help="the victim model")
+    parser.add_argument(
+        "--target", choices=TARGETS, default="gradpc", help="the target-model recipe"
+    )
+    parser.add_argument(
+        "--epsilon-w", type=_positive_float, default=None,
+        help="parameter budget of the GradPC/RandomPC target; unset: 1 for logreg on "
+        "MNIST, 0.5 for the nets on MNIST, 0.01 for the nets and 0.1 for the linear "
+        "models on the small data sets (0.5 on or)",
+    )
+    parser.add_argument(
+        "--random-state", type=int, default=0,
+        help="seed of the split, the victim, the target and the attack",
+    )
+    parser.add_argument(
+        "--data-home", default=None,
+        help="folder holding the MNIST files; unset: $SKPOISON_DATA/mnist, else "
+        "~/skpoison_data/mnist",
+    )
+    parser.add_argument(
+        "--device", type=_device, default="auto",
+        help="torch device: auto (CUDA when available), cpu, cuda or cuda:N",
+    )
+    parser.add_argument(
+        "--threads", type=_positive_int, default=1,
+        help="CPU threads for BLAS and torch; results under one --random-state are "
+        "reproducible for a given thread count (the numbers in the docs use 1)",
+    )
+    parser.add_argument(
+        "--json", action="store_true", help="print the full result as JSON instead of a table"
+    )
+    parser.add_argument(
+        "--quiet", action="store_true",
+        help="no progress on standard error (progress is only shown on a terminal)",
+    )
+
+
+def build_parser():
+    """The argument parser of the ``skpoison`` command."""
+    formatter = argparse.ArgumentDefaultsHelpFormatter
+    parser = argparse.ArgumentParser(
+        prog="skpoison",
+        description="Indiscriminate data poisoning: thresholds and attacks.",
+        formatter_class=formatter,
+    )
+    parser.add_argument("--version", action="version", version=f"skpoison {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{analyze,attack}")
+    analyze = sub.add_parser(
+        "analyze",
+        help="fit a clean model and a target, print tau and which eps_d can reach it",
+        description="Fit the clean victim and a target model, and print the target's "
+        "poisonability threshold tau and which budgets can reach it (no attack).",
+        formatter_class=formatter,
+    )
+    _add_common(analyze)
+    analyze.add_argument(
+        "--epsilon-d", type=_positive_float, nargs="+", default=[0.03, 0.1, 1.0],
+        help="poisoning ratios to check",
+    )
+
+    attack = sub.add_parser(
+        "attack",
+        help="run Gradient Canceling at each eps_d, retrain the victim, print the table",
+        description="The paper's main job: clean victim, target, tau, Gradient "
+        "Canceling at each budget, victim retrained on clean plus poison data, test "
+        "accuracies.",
+        formatter_class=formatter,
+    )
+    _add_common(attack)
+    attack.add_argument(
+        "--epsilon-d", type=_budget, nargs="+", default=[0.03, 0.1, 1.0, "tau"],
+        help="poison budgets (poison points per clean point); 'tau' stands for the "
+        "target's threshold",
+    )
+    attack.add_argument(
+        "--target-tau", type=_positive_float, default=None,
+        help="scale the target down (same predictions) until its tau is at most this",
+    )
+    attack.add_argument(
+        "--max-iter", type=_positive_int, default=1000, help="Gradient Canceling steps per budget"
+    )
+    attack.add_argument(
+        "--clip", choices=["data"], default=None,
+        help="GC-c: clip the poison to the clean data's range",
+    )
+    attack.add_argument(
+        "--defense", choices=DEFENSES, default=None,
+        help="the defense table: GC and GC-c, each also after this filter (GC-d, GC-cd), "
+        "which removes as many rows as there are poison points",
+    )
+    attack.add_argument(
+        "--output", default=None,
+        help="folder to write results.json, table.md and gradient_norms.png into",
+    )
+    return parser
+
+
+def _subparsers(parser):
+    """The sub-command parsers of ``parser``, by name."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return action.choices
+    return {}
+
+
+class _Stages:
+    """Progress on standard error: one tqdm line per stage, with its elapsed time."""
+
+    def __init__(self):
+        self._bar = None
+
+    def __call__(self, message):
+        from tqdm import tqdm
+
+        self.close()
+        self._bar = tqdm(
+            total=1, desc=f"[skpoison] {message}", bar_format="{desc} ({elapsed})",
+            file=sys.stderr, leave=True,
+        )
+
+    def close(self):
+        if self._bar is not None:
+            self._bar.update(1)
+            self._bar.close()
+            self._bar = None
+
+
+def _check_device(device):
+    """Fail with advice when the torch build cannot use the requested device."""
+    if not device.startswith("cuda"):
+        return
+    import torch
+
+    if not torch.cuda.is_available():
+        raise ValueError(
+            f"--device {device}: CUDA is not available (torch {torch.__version__}"
+            + (", built without CUDA" if torch.version.cuda is None else ", no GPU visible")
+            + "); use --device cpu or auto."
+        )
+    index = int(device.partition(":")[2] or 0)
+    if index >= torch.cuda.device_count():
+        raise ValueError(
+            f"--device {device}: only {torch.cuda.device_count()} CUDA device(s); "
+            "use cuda:0 to cuda:N-1."
+        )
+
+
+def _check_output(path, sub):
+    """Reject an --output that cannot become a folder of results, before the attack
+    runs (nothing is created yet)."""
+    if os.path.exists(path) and not os.path.isdir(path):
+        sub.error(f"argument --output: {path!r} exists and is not a folder")
+    existing = os.path.abspath(path)
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        sub.error(f"argument --output: {existing!r} is not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        sub.error(f"argument --output: folder {existing!r} is not writable")
+
+
+def _mnist_message(exc):
+    where = (
+        f"put the four MNIST IDX files in {exc.folder}, pass --data-home <folder holding "
+        "them>, or set SKPOISON_DATA to a folder whose 'mnist' subfolder holds them"
+    )
+    return f"MNIST file {exc.file}(.gz) not found in {exc.folder}{exc.reason}; {where}."
+
+
+def _run(args, subparsers, stages):
+    """Run the parsed command; returns what to print on standard output."""
+    from threadpoolctl import threadpool_limits
+
+    if args.command == "attack" and args.defense and args.clip:
+        subparsers["attack"].error(
+            "argument --defense: runs GC with and without clipping; drop --clip"
+        )
+    if args.command == "attack" and args.output:
+        _check_output(args.output, subparsers["attack"])
+    import torch
+
+    _check_device(args.device)
+    from .experiments._report import report_to_json
+
+    torch_threads = torch.get_num_threads()
+    torch.set_num_threads(args.threads)
+    try:
+        with threadpool_limits(limits=args.threads):
+            if args.command == "analyze":
+                from .experiments import analyze_poisonability
+
+                if stages is not None:
+                    stages(f"loading {args.dataset}, fitting the victim, the target and tau")
+                report = analyze_poisonability(
+                    args.dataset,
+                    args.model,
+                    target=args.target,
+                    epsilon_d=args.epsilon_d,
+                    epsilon_w=args.epsilon_w,
+                    random_state=args.random_state,
+                    data_home=args.data_home,
+                    device=args.device,
+                )
+                return report_to_json(report, indent=2) if args.json else _format_analyze(report)
+            from .experiments import attack_report, format_attack_table, write_attack_report
+
+            report = attack_report(
+                args.dataset,
+                args.model,
+                target=args.target,
+                epsilon_w=args.epsilon_w,
+                target_threshold=args.target_tau,
+                epsilon_d=args.epsilon_d,
+                max_iter=args.max_iter,
+                clip=args.clip,
+                defense=args.defense,
+                random_state=args.random_state,
+                data_home=args.data_home,
+                device=args.device,
+                progress=stages,
+                verbose=int(stages is not None),
+            )
+    finally:
+        torch.set_num_threads(torch_threads)
+    if stages is not None:
+        stages.close()
+    if args.output:
+        written = write_attack_report(report, args.output)
+        missing = [w for w in written if "(not written" in w]
+        for line in missing:
+            print(f"skpoison: warning: {line}", file=sys.stderr)
+        if not args.quiet:
+            print("skpoison: wrote " + ", ".join(written), file=sys.stderr)
+    return report_to_json(report, indent=2) if args.json else format_attack_table(report)
 
 
 def _format_analyze(report):
@@ -26,147 +311,48 @@ def _format_analyze(report):
     return "\n".join(lines)
 
 
-def _positive_float(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"{text!r} must be positive and finite")
-    return value
-
-
-def _progress(message):
-    print(f"[skpoison] {message}", file=sys.stderr, flush=True)
-
-
-def build_parser():
-    """The argument parser of the ``skpoison`` command."""
-    from .experiments import DATASETS, DEFENSES, MODELS, TARGETS
-
-    parser = argparse.ArgumentParser(
-        prog="skpoison",
-        description="Indiscriminate data poisoning: thresholds and attacks.",
-    )
-    sub = parser.add_subparsers(dest="command", required=True)
-    analyze = sub.add_parser(
-        "analyze",
-        help="fit a clean model and a target, print tau and which eps_d can reach it",
-    )
-    analyze.add_argument("--dataset", choices=DATASETS, default="digits")
-    analyze.add_argument("--model", choices=MODELS, default="logreg")
-    analyze.add_argument("--target", choices=TARGETS, default="gradpc")
-    analyze.add_argument(
-        "--epsilon-w", type=_positive_float, default=None,
-        help="parameter budget of the GradPC/RandomPC target (default: 1 for logreg on "
-        "MNIST, 0.5 for nets on MNIST, 0.1 on the small datasets)",
-    )
-    analyze.add_argument(
-        "--epsilon-d", type=_positive_float, nargs="+", default=[0.03, 0.1, 1.0],
-        help="poisoning ratios to check (default: 0.03 0.1 1)",
-    )
-    analyze.add_argument("--random-state", type=int, default=0)
-    analyze.add_argument("--data-home", default=None, help="folder holding the MNIST files")
-    analyze.add_argument("--device", default="auto")
-    analyze.add_argument("--json", action="store_true", help="print JSON")
-
-    attack = sub.add_parser(
-        "attack",
-        help="run Gradient Canceling at each eps_d, retrain the victim, print the table",
-    )
-    attack.add_argument("--dataset", choices=DATASETS, default="digits")
-    attack.add_argument("--model", choices=MODELS, default="logreg")
-    attack.add_argument("--target", choices=TARGETS, default="gradpc")
-    attack.add_argument("--epsilon-w", type=_positive_float, default=None)
-    attack.add_argument(
-        "--target-tau", type=_positive_float, default=None,
-        help="scale the target down (same predictions) until its tau is at most this",
-    )
-    attack.add_argument(
-        "--epsilon-d", nargs="+", default=["0.03", "0.1", "1", "tau"],
-        help="poison budgets; 'tau' stands for the target's threshold (default: 0.03 0.1 1 tau)",
-    )
-    attack.add_argument("--max-iter", type=int, default=1000, help="GC steps per budget")
-    attack.add_argument("--clip", choices=["data"], default=None, help="GC-c: clip to data range")
-    attack.add_argument(
-        "--defense", choices=DEFENSES, default=None,
-        help="the defense table: GC and GC-c, each also after this filter (GC-d, GC-cd), "
-        "which removes as many rows as there are poison points",
-    )
-    attack.add_argument("--random-state", type=int, default=0)
-    attack.add_argument("--data-home", default=None, help="folder holding the MNIST files")
-    attack.add_argument("--device", default="auto")
-    attack.add_argument("--json", action="store_true", help="print JSON")
-    attack.add_argument("--output", default=None, help="folder for results.json, table.md, plot")
-    attack.add_argument("--quiet", action="store_true", help="no progress messages")
-    return parser
-
-
-def _budget(text):
-    if text == "tau":
-        return text
-    return _positive_float(text)
-
-
 def main(argv=None):
     """Run the ``skpoison`` command; returns the exit status."""
     parser = build_parser()
+    subparsers = _subparsers(parser)
     args = parser.parse_args(argv)
+    stages = None if args.quiet or not sys.stderr.isatty() else _Stages()
     try:
-        if args.command == "analyze":
-            from .experiments import analyze_poisonability
-
-            report = analyze_poisonability(
-                args.dataset,
-                args.model,
-                target=args.target,
-                epsilon_d=args.epsilon_d,
-                epsilon_w=args.epsilon_w,
-                random_state=args.random_state,
-                data_home=args.data_home,
-                device=args.device,
-            )
-            print(json.dumps(report, indent=2) if args.json else _format_analyze(report))
-        elif args.command == "attack":
-            from .experiments import attack_report, format_attack_table, write_attack_report
-
-            try:
-                budgets = [_budget(text) for text in args.epsilon_d]
-            except argparse.ArgumentTypeError as exc:
-                parser.error(f"argument --epsilon-d: {exc}")
-            if args.max_iter < 1:
-                parser.error("argument --max-iter: must be at least 1")
-            if args.defense and args.clip:
-                parser.error("argument --defense: runs GC with and without clipping; drop --clip")
-            progress = None if (args.quiet or args.json) else _progress
-            report = attack_report(
-                args.dataset,
-                args.model,
-                target=args.target,
-                epsilon_w=args.epsilon_w,
-                target_threshold=args.target_tau,
-                epsilon_d=budgets,
-                max_iter=args.max_iter,
-                clip=args.clip,
-                defense=args.defense,
-                random_state=args.random_state,
-                data_home=args.data_home,
-                device=args.device,
-                progress=progress,
-            )
-            if args.output:
-                written = write_attack_report(report, args.output)
-                if progress is not None:
-                    progress("wrote " + ", ".join(written))
-            print(json.dumps(report, indent=2) if args.json else format_attack_table(report))
+        out = _run(args, subparsers, stages)
+        print(out, flush=True)
+    except KeyboardInterrupt:
+        _close(stages)
+        print("skpoison: interrupted", file=sys.stderr)
+        return 130
     except BrokenPipeError:
         # the reader went away (e.g. `| head`): stop quietly, as Unix tools do
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
-    except (ValueError, TypeError, OSError) as exc:
-        print(f"skpoison: error: {exc}", file=sys.stderr)
+    except MemoryError:
+        _close(stages)
+        print("skpoison: error: out of memory; use a smaller --epsilon-d or dataset",
+              file=sys.stderr)
+        return 1
+    except Exception as exc:  # every failure is one line, never a traceback
+        _close(stages)
+        from .datasets._mnist import MNISTNotFoundError
+
+        if isinstance(exc, MNISTNotFoundError):
+            message = _mnist_message(exc)
+        elif isinstance(exc, (ValueError, TypeError, OSError)):
+            message = str(exc)
+        else:
+            message = f"{type(exc).__name__}: {exc}"
+        message = " ".join(message.split())  # one line
+        print(f"skpoison: error: {message}", file=sys.stderr)
         return 1
     return 0
+
+
+def _close(stages):
+    if stages is not None and stages._bar is not None:
+        stages._bar.close()
+        stages._bar = None
 
 
 if __name__ == "__main__":  # pragma: no cover

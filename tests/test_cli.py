@@ -1,14 +1,20 @@
 """The ``skpoison`` command: analyze and attack, their outputs and their errors."""
 
+import io
 import json
 import os
+import stat
 import subprocess
 import sys
 
 import pytest
+import torch
+from threadpoolctl import threadpool_info
 
-from skpoison.cli import main
-from skpoison.experiments import analyze_poisonability
+import skpoison
+import skpoison.experiments
+from skpoison.cli import build_parser, main
+from skpoison.experiments import analyze_poisonability, write_attack_report
 
 ANALYZE_OR = ["analyze", "--dataset", "or", "--epsilon-w", "0.5", "--epsilon-d", "0.05", "20"]
 ATTACK_OR = [
@@ -65,8 +71,8 @@ def test_attack_prints_the_table(capsys):
     assert len(lines) == 3 + 3  # header, blank, columns, one line per budget
     assert [line.split()[0] for line in lines[3:5]] == ["0.05", "3"]
     assert [line.split()[1] for line in lines[3:5]] == ["7", "420"]
-    # progress goes to stderr, never to stdout
-    assert "[skpoison]" in captured.err and "[skpoison]" not in captured.out
+    # progress only on a terminal: nothing on a captured stderr
+    assert captured.err == ""
 
 
 def test_attack_quiet_has_no_progress(capsys):
@@ -137,7 +143,7 @@ def test_missing_command_is_a_usage_error():
 @pytest.mark.parametrize(
     "command, extra",
     [("analyze", []), ("attack", ["--max-iter", "1", "--quiet"]), ("attack", ["--max-iter", "1"])],
-    ids=["analyze", "attack-quiet", "attack-progress"],
+    ids=["analyze", "attack-quiet", "attack"],
 )
 def test_missing_mnist_is_one_clear_line(command, extra, tmp_path, offline_mnist, capsys):
     empty = tmp_path / "no-mnist-here"
@@ -147,14 +153,19 @@ def test_missing_mnist_is_one_clear_line(command, extra, tmp_path, offline_mnist
     captured = capsys.readouterr()
     assert captured.out == ""
     err_lines = captured.err.strip().splitlines()
-    errors = [line for line in err_lines if line.startswith("skpoison: error:")]
-    assert len(errors) == 1 and err_lines[-1] == errors[0]
-    # only progress lines besides the error
-    assert all(line.startswith("[skpoison]") for line in err_lines[:-1])
-    assert len(err_lines) == (1 if command == "analyze" or "--quiet" in extra else 2)
-    assert str(empty) in errors[0]
-    assert "Traceback" not in captured.err
+    assert len(err_lines) == 1 and err_lines[0].startswith("skpoison: error:")
+    # the advice speaks the command line's language
+    assert str(empty) in err_lines[0]
+    assert "--data-home" in err_lines[0] and "SKPOISON_DATA" in err_lines[0]
+    assert "data_home=" not in err_lines[0]
     assert os.listdir(empty) == []  # no partial downloads left behind
+
+
+def test_failed_download_leaves_no_folder(tmp_path, offline_mnist, capsys):
+    folder = tmp_path / "new" / "mnist"
+    assert main(["analyze", "--dataset", "mnist17", "--data-home", str(folder)]) == 1
+    assert "--data-home" in capsys.readouterr().err
+    assert os.listdir(tmp_path) == []  # neither new/mnist nor new/ stays behind
 
 
 def test_python_m_skpoison_help():
@@ -166,3 +177,265 @@ def test_python_m_skpoison_help():
     assert done.returncode == 0, done.stderr
     assert "analyze" in done.stdout and "attack" in done.stdout
     assert done.stdout.startswith("usage: skpoison")
+
+
+# ----------------------------------------------------------- startup, help, usage
+
+
+def test_importing_the_cli_imports_no_heavy_library():
+    # --help and argument errors answer at once: nothing imports torch before the
+    # arguments are valid
+    code = (
+        "import sys, skpoison.cli\n"
+        "try:\n"
+        "    skpoison.cli.main(['attack', '--help'])\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "try:\n"
+        "    skpoison.cli.main(['attack', '--max-iter', '0'])\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "print(sorted(m for m in ('torch', 'skorch', 'sklearn', 'scipy') if m in sys.modules))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+        env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)),
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["--version"])
+    assert info.value.code == 0
+    assert capsys.readouterr().out.strip() == f"skpoison {skpoison.__version__}"
+
+
+def _subcommands():
+    parser = build_parser()
+    (action,) = [a for a in parser._actions if a.choices and "attack" in a.choices]
+    return action.choices
+
+
+@pytest.mark.parametrize("command", ["analyze", "attack"])
+def test_every_option_has_help_and_shows_its_default(command):
+    sub = _subcommands()[command]
+    options = [a for a in sub._actions if a.option_strings and a.dest != "help"]
+    assert options
+    for action in options:
+        assert action.help, f"{action.option_strings} has no help text"
+    text = sub.format_help()
+    assert text.count("(default:") == len(options)
+
+
+@pytest.mark.parametrize(
+    "argv, option",
+    [
+        (["attack", "--epsilon-d", "0.1", "abc"], "--epsilon-d"),
+        (["attack", "--max-iter", "0"], "--max-iter"),
+        (["attack", "--device", "bogus"], "--device"),
+        (["analyze", "--device", "mps"], "--device"),
+        (["attack", "--threads", "0"], "--threads"),
+        (["attack", "--defense", "sever", "--clip", "data"], "--defense"),
+    ],
+)
+def test_bad_value_prints_the_subcommand_usage(argv, option, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"usage: skpoison {argv[0]} ")
+    assert f"skpoison {argv[0]}: error: argument {option}" in err
+
+
+# ------------------------------------------------------- failures are one line
+
+
+def _one_error_line(err):
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("skpoison: error: ")
+    return lines[0]
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a torch without CUDA")
+@pytest.mark.parametrize("device", ["cuda", "cuda:1"])
+def test_cuda_without_cuda_is_one_line(device, capsys):
+    assert main(["analyze", "--dataset", "or", "--device", device]) == 1
+    line = _one_error_line(capsys.readouterr().err)
+    assert f"--device {device}" in line and "--device cpu" in line
+
+
+@pytest.fixture
+def no_attack(monkeypatch):
+    """Record (and refuse) any start of the protocol's work."""
+    calls = []
+
+    def refuse(*args, **kwargs):
+        calls.append(args)
+        raise RuntimeError("the protocol should not have started")
+
+    from skpoison.experiments import _attack
+
+    monkeypatch.setattr(_attack, "GradientCanceling", refuse)
+    monkeypatch.setattr(skpoison.experiments, "attack_report", refuse)
+    return calls
+
+
+def test_budget_too_large_for_memory_fails_before_allocating(monkeypatch, capsys):
+    from skpoison.experiments import _attack
+
+    calls = []
+    monkeypatch.setattr(_attack, "GradientCanceling", lambda *a, **k: calls.append(a))
+    monkeypatch.setattr(_attack, "clone", lambda *a, **k: calls.append(a))
+    argv = ["attack", "--dataset", "digits", "--epsilon-d", "1e6", "--max-iter", "1"]
+    assert main(argv) == 1
+    line = _one_error_line(capsys.readouterr().err)
+    assert "epsilon_d = 1e+06" in line and "memory" in line
+    assert calls == []  # nothing was fitted, nothing allocated
+
+
+def test_existing_file_as_output_fails_before_the_attack(tmp_path, no_attack, capsys):
+    path = tmp_path / "results.txt"
+    path.write_text("keep me")
+    with pytest.raises(SystemExit) as info:
+        main(ATTACK_OR + ["--output", str(path)])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("usage: skpoison attack ") and "--output" in err
+    assert no_attack == [] and path.read_text() == "keep me"
+
+
+def test_ctrl_c_exits_130_with_one_line(monkeypatch, capsys):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(skpoison.experiments, "attack_report", interrupted)
+    assert main(ATTACK_OR) == 130
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["skpoison: interrupted"]
+
+
+# ------------------------------------------------------------------ threads
+
+
+@pytest.mark.parametrize("extra, expected", [([], 1), (["--threads", "2"], 2)])
+def test_the_command_sets_its_own_thread_pools(extra, expected, monkeypatch, capsys):
+    seen = {}
+    real = skpoison.experiments.attack_report
+
+    def spy(*args, **kwargs):
+        seen["torch"] = torch.get_num_threads()
+        seen["blas"] = {p["num_threads"] for p in threadpool_info()}
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(skpoison.experiments, "attack_report", spy)
+    before = torch.get_num_threads()
+    assert main(ATTACK_OR + extra) == 0
+    assert seen["torch"] == expected
+    assert seen["blas"] <= {expected}
+    assert torch.get_num_threads() == before  # restored for an in-process caller
+
+
+def _without_seconds(value):
+    if isinstance(value, dict):
+        return {k: _without_seconds(v) for k, v in value.items() if k != "seconds"}
+    if isinstance(value, list):
+        return [_without_seconds(v) for v in value]
+    return value
+
+
+def test_main_job_is_bitwise_reproducible(capsys):
+    argv = ["attack", "--dataset", "digits", "--max-iter", "50", "--epsilon-d", "0.1", "tau",
+            "--json"]
+    runs = []
+    for _ in range(2):
+        assert main(argv) == 0
+        runs.append(_without_seconds(json.loads(capsys.readouterr().out)))
+    assert runs[0] == runs[1]  # == on floats: bitwise equal numbers
+
+
+# ----------------------------------------------------------------- progress
+
+
+class _Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_progress_shows_every_stage_on_a_terminal(monkeypatch, capsys):
+    terminal = _Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    assert main(ATTACK_OR) == 0
+    err = terminal.getvalue()
+    for stage in ("loading or", "fitting the clean victim", "building the target",
+                  "computing tau", "Gradient Canceling at eps_d = 0.05",
+                  "retraining the victim at eps_d = 3", "GradientCanceling"):
+        assert stage in err, stage
+    assert "[skpoison]" not in capsys.readouterr().out
+
+
+def test_quiet_silences_progress_on_a_terminal(monkeypatch):
+    terminal = _Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    assert main(ATTACK_OR + ["--quiet"]) == 0
+    assert terminal.getvalue() == ""
+
+
+# ------------------------------------------------------------------- output
+
+
+def test_output_files_have_ordinary_permissions(tmp_path, capsys):
+    folder = tmp_path / "run"
+    old = os.umask(0o022)
+    try:
+        assert main(ATTACK_OR + ["--output", str(folder), "--quiet"]) == 0
+    finally:
+        os.umask(old)
+    for name in ("results.json", "table.md", "gradient_norms.png"):
+        assert stat.S_IMODE(os.stat(folder / name).st_mode) == 0o644, name
+
+
+def _strict_loads(text):
+    def refuse(constant):
+        raise ValueError(f"non-standard JSON constant {constant}")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def _unreachable_report():
+    return {
+        "dataset": "or", "model": "logreg", "target": "gradpc", "epsilon_w": 0.5,
+        "clean_accuracy": 1.0, "target_accuracy": 0.5, "threshold": float("inf"),
+        "threshold_binary": float("inf"), "exact": False, "rows": [],
+        "histories": {"1": [1.0, float("nan")]},
+    }
+
+
+def test_results_json_is_strict_json(tmp_path):
+    write_attack_report(_unreachable_report(), tmp_path)
+    saved = _strict_loads((tmp_path / "results.json").read_text())
+    assert saved["threshold"] == "inf" and float(saved["threshold"]) == float("inf")
+    assert saved["histories"]["1"] == [1.0, "nan"]
+
+
+def test_printed_json_is_strict_json(monkeypatch, capsys):
+    monkeypatch.setattr(
+        skpoison.experiments, "attack_report", lambda *a, **k: _unreachable_report()
+    )
+    assert main(ATTACK_OR + ["--json"]) == 0
+    assert _strict_loads(capsys.readouterr().out)["threshold"] == "inf"
+
+
+def test_missing_matplotlib_is_reported(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib fails
+    folder = tmp_path / "run"
+    assert main(ATTACK_OR + ["--output", str(folder)]) == 0
+    err = capsys.readouterr().err
+    warning = [line for line in err.splitlines() if line.startswith("skpoison: warning:")]
+    assert len(warning) == 1
+    assert "matplotlib" in warning[0] and "skpoison[plot]" in warning[0]
+    written = [line for line in err.splitlines() if line.startswith("skpoison: wrote")]
+    assert "gradient_norms.png (not written: matplotlib" in written[0]
+    assert sorted(os.listdir(folder)) == ["results.json", "table.md"]

@@ -137,13 +137,18 @@ def _mnist_folder(data_home):
     return Path.home() / "skpoison_data" / "mnist"
 
 
-def _missing_message(folder, base, reason):
-    return (
-        f"MNIST file {base}.gz (or uncompressed {base}) not found in folder "
-        f"{folder}{reason}. Put the four MNIST IDX files in that folder, set the "
-        "SKPOISON_DATA environment variable to a folder whose 'mnist' subfolder "
-        "holds them, or pass data_home=<folder holding them>."
-    )
+class MNISTNotFoundError(FileNotFoundError):
+    """A missing MNIST file; ``folder``, ``file`` and ``reason`` let a caller (the
+    command line) phrase its own advice."""
+
+    def __init__(self, folder, base, reason):
+        self.folder, self.file, self.reason = folder, base, reason
+        super().__init__(
+            f"MNIST file {base}.gz (or uncompressed {base}) not found in folder "
+            f"{folder}{reason}. Put the four MNIST IDX files in that folder, set the "
+            "SKPOISON_DATA environment variable to a folder whose 'mnist' subfolder "
+            "holds them, or pass data_home=<folder holding them>."
+        )
 
 
 def _check_sha256(content, path):
@@ -191,7 +196,16 @@ def _download_one(url, dest):
 
 
 def _download(dest):
-    """Fetch the archive ``dest.name`` from the first mirror that serves it."""
+    """Fetch the archive ``dest.name`` from the first mirror that serves it.
+
+    Folders created for it are removed again when every mirror fails (and they are
+    still empty), so a failed download leaves nothing behind.
+    """
+    created = []
+    folder = dest.parent
+    while not folder.exists():
+        created.append(folder)
+        folder = folder.parent
     dest.parent.mkdir(parents=True, exist_ok=True)
     errors = []
     for mirror in _MIRRORS:
@@ -201,7 +215,18 @@ def _download(dest):
             return
         except (OSError, ValueError) as exc:
             errors.append(f"{url}: {exc}")
+        except BaseException:
+            _remove_empty(created)
+            raise
+    _remove_empty(created)
     raise OSError("; ".join(errors))
+
+
+def _remove_empty(folders):
+    """Remove ``folders`` (deepest first), each only if it is empty."""
+    for folder in folders:
+        with contextlib.suppress(OSError):
+            folder.rmdir()
 
 
 def _load_idx(folder, base, download_if_missing):
@@ -216,14 +241,12 @@ def _load_idx(folder, base, download_if_missing):
         try:
             _download(gz_path)
         except OSError as exc:
-            raise FileNotFoundError(
-                _missing_message(folder, base, f", and downloading it failed ({exc})")
+            raise MNISTNotFoundError(
+                folder, base, f", and downloading it failed ({exc})"
             ) from exc
         path = gz_path
     else:
-        raise FileNotFoundError(
-            _missing_message(folder, base, " (download_if_missing=False)")
-        )
+        raise MNISTNotFoundError(folder, base, " (download_if_missing=False)")
     content = path.read_bytes()
     _check_sha256(content, path)
     if path is gz_path:

@@ -1,5 +1,6 @@
 """The paper's protocol: clean fit -> target -> tau -> GC at each eps_d -> retrain -> table."""
 
+import os
 import time
 
 import numpy as np
@@ -18,6 +19,40 @@ __all__ = ["MAX_TAU_BUDGET", "evaluate_attack", "evaluate_defense"]
 #: The "tau" budget is skipped above this ratio: the poison would outnumber the clean
 #: data tenfold (and need that much memory), far from a poisoning attack.
 MAX_TAU_BUDGET = 10.0
+
+# Working memory per poison entry (row x feature), a rough upper estimate: the poison
+# and its optimizer state in torch, its numpy copy and the stacked training set.
+_BYTES_PER_POISON_ENTRY = 32
+
+
+def _available_memory():
+    """Bytes of memory available to a new allocation, or None when unknown."""
+    try:
+        with open("/proc/meminfo") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
+def _check_poison_fits(eps, X):
+    """Raise a ValueError, before anything is allocated, when the poison of budget
+    ``eps`` for the data ``X`` would not fit in memory."""
+    n_samples, n_features = np.shape(X)[0], int(np.prod(np.shape(X)[1:]))
+    n_poison = int(round(eps * n_samples))
+    needed = n_poison * n_features * _BYTES_PER_POISON_ENTRY
+    available = _available_memory()
+    if available is not None and needed > available:
+        raise ValueError(
+            f"epsilon_d = {eps:g} asks for {n_poison} poison points of {n_features} "
+            f"features, about {needed / 1e9:.3g} GB of working memory, more than the "
+            f"{available / 1e9:.3g} GB available; use a smaller epsilon_d."
+        )
 
 
 def _budgets(epsilon_d, threshold):
@@ -82,7 +117,8 @@ def evaluate_attack(
     random_state : int, default=0
         Seed of the attack.
     progress : callable or None
-        Called with a message before each attack.
+        Called with a message at the start of each stage: the clean fit, the
+        target, tau, and per budget the attack and the retraining.
 
     Returns
     -------
@@ -109,9 +145,19 @@ def evaluate_attack(
     True
     """
     attack_params = dict(attack_params or {})
+
+    def stage(message):
+        if progress is not None:
+            progress(message)
+
+    # numeric budgets are checked before anything runs; "tau" once it is known
+    for eps in _budgets([e for e in epsilon_d if not isinstance(e, str)], np.inf):
+        _check_poison_fits(eps, X_train)
+    stage("fitting the clean victim")
     clean = clone(victim).fit(X_train, y_train)
     clean_accuracy = accuracy(clean, X_test, y_test)
     # the target is built once and frozen, so every budget attacks the same model
+    stage("building the target")
     target_model = resolve_target(target, X_train, y_train)
     frozen = FrozenEstimator(target_model)
     # tau for poison in the attacks' own box, and g(mu) computed once for all budgets
@@ -119,6 +165,7 @@ def evaluate_attack(
     box = projection_box(
         X_checked, attack_params.get("feature_range"), attack_params.get("clip")
     )
+    stage("computing tau")
     analyzer = PoisonabilityAnalyzer(
         frozen,
         feature_range=box,
@@ -126,8 +173,8 @@ def evaluate_attack(
     ).fit(X_train, y_train)
     rows, histories = [], {}
     for eps in _budgets(epsilon_d, analyzer.threshold_):
-        if progress is not None:
-            progress(f"Gradient Canceling at eps_d = {eps:.4g}")
+        _check_poison_fits(eps, X_train)
+        stage(f"Gradient Canceling at eps_d = {eps:.4g}")
         start = time.perf_counter()
         attack = GradientCanceling(
             frozen, epsilon_d=eps, random_state=random_state, **attack_params
@@ -135,10 +182,12 @@ def evaluate_attack(
         X_mixed, y_mixed = attack.fit_resample(
             X_train, y_train, clean_gradient=analyzer.clean_
         )
+        stage(f"retraining the victim at eps_d = {eps:.4g}")
         retrained = clone(victim).fit(X_mixed, y_mixed)
         acc = accuracy(retrained, X_test, y_test)
         defended = {}
         if defense is not None:
+            stage(f"filtering and retraining at eps_d = {eps:.4g}")
             # as many rows removed as there are poison points (the paper's protocol)
             filt = clone(defense).set_params(removal_fraction=attack.n_poison_ / len(X_mixed))
             X_kept, y_kept = filt.fit_resample(X_mixed, y_mixed)
@@ -241,6 +290,8 @@ def evaluate_defense(
     ['gc', 'gc_c', 'gc_cd', 'gc_d']
     """
     attack_params = {k: v for k, v in (attack_params or {}).items() if k != "clip"}
+    if progress is not None:
+        progress("building the target")
     frozen = FrozenEstimator(resolve_target(target, X_train, y_train))
     runs = {}
     for clip in (None, "data"):

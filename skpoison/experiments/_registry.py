@@ -4,6 +4,7 @@ import numpy as np
 from sklearn.linear_model import LogisticRegression, SGDClassifier
 from sklearn.svm import LinearSVC
 
+from .._choices import DATASETS, DEFENSES, MODELS, TARGETS
 from ..datasets import (
     fetch_mnist,
     load_digits,
@@ -27,11 +28,6 @@ __all__ = [
     "make_model",
     "make_target",
 ]
-
-DATASETS = ("digits", "or", "gaussian", "mnist", "mnist17")
-MODELS = ("logreg", "linear-svc", "sgd", "nn", "cnn", "resnet18", "resnet34")
-TARGETS = ("gradpc", "randompc", "labelflip", "scaled-gradpc")
-DEFENSES = ("sever", "influence")
 
 
 def load_dataset(name, *, random_state=0, data_home=None):

@@ -1,6 +1,7 @@
 """The main job: the attack table for a named dataset, model and target."""
 
 import json
+import math
 import time
 from pathlib import Path
 
@@ -12,6 +13,25 @@ from ._registry import default_epsilon_w, load_dataset, make_defense, make_model
 from ..targets import scale_to_threshold
 
 __all__ = ["attack_report", "format_attack_table", "format_defense_table", "write_attack_report"]
+
+
+def _strict(value):
+    """``value`` with every non-finite float replaced by its name ("inf", "-inf",
+    "nan"), so that it serializes as strict JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {key: _strict(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_strict(item) for item in value]
+    return value
+
+
+def report_to_json(report, **kwargs):
+    """The report as strict JSON: infinite or undefined numbers (a threshold of
+    ``inf``: no budget reaches the target) are written as the strings ``"inf"``,
+    ``"-inf"`` and ``"nan"``, never as the non-standard ``Infinity`` or ``NaN``."""
+    return json.dumps(_strict(report), allow_nan=False, **kwargs)
 
 
 def attack_report(
@@ -29,6 +49,7 @@ def attack_report(
     data_home=None,
     device="auto",
     progress=None,
+    verbose=0,
 ):
     """Run the paper's protocol on a named dataset and return the attack table.
 
@@ -63,6 +84,9 @@ def attack_report(
     device : str, default="auto"
     progress : callable or None
         Called with a message at each stage.
+    verbose : int, default=0
+        Passed to :class:`~skpoison.attacks.GradientCanceling`: when positive, a
+        progress bar over the steps of each attack.
 
     Returns
     -------
@@ -97,7 +121,7 @@ def attack_report(
             recipe, X_train, y_train, target_threshold, device=device
         )
         recipe = FrozenEstimator(scaled)
-    attack_params = {"max_iter": max_iter, "clip": clip, "device": device}
+    attack_params = {"max_iter": max_iter, "clip": clip, "device": device, "verbose": verbose}
     if defense is None:
         result = evaluate_attack(
             X_train, y_train, X_test, y_test, victim, recipe,
@@ -237,17 +261,20 @@ def format_defense_table(report, *, markdown=False):
 def write_attack_report(report, folder):
     """Write ``results.json``, ``table.md`` and ``gradient_norms.png`` into ``folder``.
 
-    Every file is written atomically.  The plot needs matplotlib; without it the plot
-    is skipped and the returned list says so.
+    Every file is written atomically, with the permissions of an ordinary new file.
+    ``results.json`` is strict JSON (see ``report_to_json``: an infinite threshold is
+    the string ``"inf"``).  The plot needs matplotlib (``pip install skpoison[plot]``);
+    without it the plot is not written and the returned list says so.
 
     Returns
     -------
     written : list of str
-        Paths written.
+        Paths written, and for a file that could not be written its name followed by
+        the reason in parentheses.
     """
     folder = Path(folder)
     written = []
-    atomic_write(folder / "results.json", json.dumps(report, indent=2))
+    atomic_write(folder / "results.json", report_to_json(report, indent=2) + "\n")
     written.append(str(folder / "results.json"))
     atomic_write(folder / "table.md", format_attack_table(report, markdown=True) + "\n")
     written.append(str(folder / "table.md"))
@@ -256,7 +283,11 @@ def write_attack_report(report, folder):
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
-    except ImportError:  # pragma: no cover - matplotlib is optional
+    except ImportError:
+        written.append(
+            f"{folder / 'gradient_norms.png'} (not written: matplotlib is not installed; "
+            "pip install 'skpoison[plot]')"
+        )
         return written
     import io
 

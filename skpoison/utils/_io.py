@@ -7,8 +7,18 @@ from pathlib import Path
 __all__ = ["atomic_write"]
 
 
+def _umask():
+    """The process's file-mode creation mask (read without changing it for long)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path, data):
     """Write ``data`` (str or bytes) to ``path`` through a temporary file and a rename.
+
+    The file gets the permissions of an ordinary new file (``0o666`` less the umask,
+    e.g. ``0o644`` under umask ``022``), not the private ``0o600`` of a temporary file.
 
     Examples
     --------
@@ -29,6 +39,7 @@ def atomic_write(path, data):
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

@@ -1,0 +1,13 @@
+"""Names of the protocol's datasets, models, targets, defenses and devices.
+
+Plain constants with no heavy imports, so that ``skpoison --help`` and argument
+errors answer without importing torch, skorch or scikit-learn.
+"""
+
+__all__ = ["DATASETS", "DEFENSES", "MODELS", "NETS", "TARGETS"]
+
+DATASETS = ("digits", "or", "gaussian", "mnist", "mnist17")
+NETS = ("nn", "cnn", "resnet18", "resnet34")
+MODELS = ("logreg", "linear-svc", "sgd") + NETS
+TARGETS = ("gradpc", "randompc", "labelflip", "scaled-gradpc")
+DEFENSES = ("sever", "influence")
