@@ -1,5 +1,6 @@
 """Attacks: samplers that add poison to the training data."""
 
 from ._gradient_canceling import GradientCanceling
+from ._label_flip import LabelFlipAttack
 
-__all__ = ["GradientCanceling"]
+__all__ = ["GradientCanceling", "LabelFlipAttack"]
