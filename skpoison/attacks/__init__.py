@@ -1,6 +1,7 @@
 """Attacks: samplers that add poison to the training data."""
 
+from ._frank_wolfe import FrankWolfeCanceling
 from ._gradient_canceling import GradientCanceling
 from ._label_flip import LabelFlipAttack
 
-__all__ = ["GradientCanceling", "LabelFlipAttack"]
+__all__ = ["FrankWolfeCanceling", "GradientCanceling", "LabelFlipAttack"]
