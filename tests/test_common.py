@@ -8,7 +8,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.utils.estimator_checks import parametrize_with_checks as sklearn_checks
 
 from skpoison import GradientCanceling, PoisonabilityAnalyzer
-from skpoison.attacks import FrankWolfeCanceling, LabelFlipAttack
+from skpoison.attacks import FrankWolfeCanceling, KKTAttack, LabelFlipAttack
 from skpoison.defenses import InfluenceFilter, SeverFilter
 from skpoison.targets import GradPC, LabelFlipTarget, RandomPC, ScaledTarget
 
@@ -20,6 +20,9 @@ ESTIMATORS = [
     FrankWolfeCanceling(
         target=ScaledTarget(LogisticRegression()), epsilon_d=0.5, max_iter=3, n_starts=2,
         search_iter=3, random_state=0,
+    ),
+    KKTAttack(
+        target=ScaledTarget(LogisticRegression()), epsilon_d=0.5, max_iter=4, random_state=0
     ),
     LabelFlipAttack(LogisticRegression(), epsilon_d=0.5, random_state=0),
     LabelFlipAttack(
@@ -51,7 +54,9 @@ def expected_failed_checks(estimator):
     """Checks that cannot pass for a given estimator, with the reason."""
     if isinstance(estimator, (SeverFilter, InfluenceFilter)):
         return {"check_outliers_fit_predict": _FILTER_NEEDS_Y}
-    if isinstance(estimator, (GradientCanceling, FrankWolfeCanceling, LabelFlipAttack)):
+    if isinstance(
+        estimator, (GradientCanceling, FrankWolfeCanceling, KKTAttack, LabelFlipAttack)
+    ):
         return {
             "check_samplers_multiclass_ova": (
                 "poison keeps the target model's class labels; one-hot label-indicator "

@@ -2,6 +2,7 @@
 
 from ._frank_wolfe import FrankWolfeCanceling
 from ._gradient_canceling import GradientCanceling
+from ._kkt import KKTAttack
 from ._label_flip import LabelFlipAttack
 
-__all__ = ["FrankWolfeCanceling", "GradientCanceling", "LabelFlipAttack"]
+__all__ = ["FrankWolfeCanceling", "GradientCanceling", "KKTAttack", "LabelFlipAttack"]
