@@ -8,7 +8,12 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.utils.estimator_checks import parametrize_with_checks as sklearn_checks
 
 from skpoison import GradientCanceling, PoisonabilityAnalyzer
-from skpoison.attacks import FrankWolfeCanceling, KKTAttack, LabelFlipAttack
+from skpoison.attacks import (
+    FrankWolfeCanceling,
+    KKTAttack,
+    LabelFlipAttack,
+    ModelTargetedAttack,
+)
 from skpoison.defenses import InfluenceFilter, SeverFilter
 from skpoison.targets import GradPC, LabelFlipTarget, RandomPC, ScaledTarget
 
@@ -25,6 +30,10 @@ ESTIMATORS = [
         target=ScaledTarget(LogisticRegression()), epsilon_d=0.5, max_iter=4, random_state=0
     ),
     LabelFlipAttack(LogisticRegression(), epsilon_d=0.5, random_state=0),
+    ModelTargetedAttack(
+        target=ScaledTarget(LogisticRegression()), victim=LogisticRegression(),
+        epsilon_d=0.1, n_starts=1, search_iter=2, random_state=0,
+    ),
     LabelFlipAttack(
         LogisticRegression(), epsilon_d=0.5, strategy="adversarial", random_state=0
     ),
@@ -55,7 +64,14 @@ def expected_failed_checks(estimator):
     if isinstance(estimator, (SeverFilter, InfluenceFilter)):
         return {"check_outliers_fit_predict": _FILTER_NEEDS_Y}
     if isinstance(
-        estimator, (GradientCanceling, FrankWolfeCanceling, KKTAttack, LabelFlipAttack)
+        estimator,
+        (
+            GradientCanceling,
+            FrankWolfeCanceling,
+            KKTAttack,
+            LabelFlipAttack,
+            ModelTargetedAttack,
+        ),
     ):
         return {
             "check_samplers_multiclass_ova": (
