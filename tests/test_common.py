@@ -32,7 +32,7 @@ ESTIMATORS = [
     LabelFlipAttack(LogisticRegression(), epsilon_d=0.5, random_state=0),
     ModelTargetedAttack(
         target=ScaledTarget(LogisticRegression()), victim=LogisticRegression(),
-        epsilon_d=0.1, n_starts=1, search_iter=2, random_state=0,
+        epsilon_d=0.1, n_starts=1, search_iter=0, random_state=0,
     ),
     LabelFlipAttack(
         LogisticRegression(), epsilon_d=0.5, strategy="adversarial", random_state=0
