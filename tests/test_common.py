@@ -23,8 +23,8 @@ ESTIMATORS = [
         target=ScaledTarget(LogisticRegression()), epsilon_d=0.5, max_iter=5, random_state=0
     ),
     FrankWolfeCanceling(
-        target=ScaledTarget(LogisticRegression()), epsilon_d=0.5, max_iter=3, n_starts=2,
-        search_iter=3, random_state=0,
+        target=ScaledTarget(LogisticRegression()), epsilon_d=0.5, max_iter=2, n_starts=1,
+        search_iter=2, random_state=0,
     ),
     KKTAttack(
         target=ScaledTarget(LogisticRegression()), epsilon_d=0.5, max_iter=4, random_state=0
