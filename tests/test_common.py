@@ -9,6 +9,12 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.utils.estimator_checks import parametrize_with_checks as sklearn_checks
 
 from skpoison import GradientCanceling, PoisonabilityAnalyzer
+from skpoison.attacks import (
+    FrankWolfeCanceling,
+    KKTAttack,
+    LabelFlipAttack,
+    ModelTargetedAttack,
+)
 from skpoison.defenses import InfluenceFilter, MaxUpClassifier, SeverFilter
 from skpoison.models import MLP, SeededNeuralNetClassifier
 from skpoison.targets import GradPC, LabelFlipTarget, RandomPC, ScaledTarget
@@ -31,6 +37,21 @@ ESTIMATORS = [
     PoisonabilityAnalyzer(target=ScaledTarget(LogisticRegression())),
     GradientCanceling(
         target=ScaledTarget(LogisticRegression()), epsilon_d=0.5, max_iter=5, random_state=0
+    ),
+    FrankWolfeCanceling(
+        target=ScaledTarget(LogisticRegression()), epsilon_d=0.5, max_iter=2, n_starts=1,
+        search_iter=2, random_state=0,
+    ),
+    KKTAttack(
+        target=ScaledTarget(LogisticRegression()), epsilon_d=0.5, max_iter=4, random_state=0
+    ),
+    LabelFlipAttack(LogisticRegression(), epsilon_d=0.5, random_state=0),
+    ModelTargetedAttack(
+        target=ScaledTarget(LogisticRegression()), victim=LogisticRegression(),
+        epsilon_d=0.1, n_starts=1, search_iter=0, random_state=0,
+    ),
+    LabelFlipAttack(
+        LogisticRegression(), epsilon_d=0.5, strategy="adversarial", random_state=0
     ),
     ScaledTarget(LogisticRegression()),
     LabelFlipTarget(LogisticRegression(), random_state=0),
@@ -86,22 +107,23 @@ def expected_failed_checks(estimator):
             "check_outliers_fit_predict": _FILTER_NEEDS_Y,
             "check_samplers_pandas_sparse": _DENSE_ONLY,
         }
-    if isinstance(estimator, GradientCanceling):
+    if isinstance(
+        estimator,
+        (
+            GradientCanceling,
+            FrankWolfeCanceling,
+            KKTAttack,
+            LabelFlipAttack,
+            ModelTargetedAttack,
+        ),
+    ):
         return {
             "check_samplers_multiclass_ova": (
-                "poison keeps the target model's class labels; one-hot label-indicator "
-                "targets, which the victim classifiers reject too, are not supported"
+                "poison labels are class labels of the attacked model; one-hot "
+                "label-indicator targets, which the victim classifiers reject too, are "
+                "not supported"
             ),
             "check_samplers_pandas_sparse": _DENSE_ONLY,
-        }
-    if isinstance(estimator, GradPC):
-        return {
-            "check_classifier_on_multilabel_or_multioutput_targets": _IMBLEARN_MULTIOUTPUT,
-            # runs once pandas is installed (the test extra): GradPC's target maximises
-            # validation loss and, on the check's imbalanced iris, predicts two classes
-            "check_classifiers_with_encoded_labels": (
-                "GradPC's target is built to be wrong: it need not predict every class"
-            ),
         }
     if isinstance(estimator, (ScaledTarget, LabelFlipTarget, GradPC, RandomPC)):
         return {"check_classifier_on_multilabel_or_multioutput_targets": _IMBLEARN_MULTIOUTPUT}

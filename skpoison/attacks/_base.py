@@ -1,13 +1,22 @@
-"""What the poisoning samplers share: the budget, and clean data followed by poison."""
+"""What the poisoning samplers share: the budget, the analyzer of the target on the
+clean data, the canceling residual's units, and clean data followed by poison."""
 
 import numpy as np
+import torch
 from sklearn.base import is_regressor
 from sklearn.frozen import FrozenEstimator
 from sklearn.utils.validation import validate_data
 
+from .._poisonability import PoisonabilityAnalyzer
 from .._sampler import RowSampler, as_given
 
-__all__ = ["PoisonSampler", "is_regressor_target", "n_poison_points"]
+__all__ = [
+    "CancelingResidual",
+    "PoisonSampler",
+    "fit_analyzer",
+    "is_regressor_target",
+    "n_poison_points",
+]
 
 
 def n_poison_points(epsilon_d, n_samples):
@@ -24,6 +33,50 @@ def n_poison_points(epsilon_d, n_samples):
 def is_regressor_target(target):
     """Whether a ``target=`` argument describes a regressor."""
     return is_regressor(target.estimator if isinstance(target, FrozenEstimator) else target)
+
+
+def fit_analyzer(
+    target, X, y, box, *, batch_size=None, device="auto", dtype="float32", clean_gradient=None
+):
+    """The analyzer of ``target`` on the clean data, for poison within ``box``.
+
+    Poison keeps clean labels, so for regression targets the labels' range is the
+    clean data's.
+    """
+    return PoisonabilityAnalyzer(
+        target,
+        feature_range=box,
+        label_range=(y.min(), y.max()) if is_regressor_target(target) else None,
+        batch_size=batch_size,
+        device=device,
+        dtype=dtype,
+    ).fit(X, y, clean_gradient=clean_gradient)
+
+
+class CancelingResidual:
+    """The clean side ``g_hat(mu)`` of the canceling residual for a fixed poison count.
+
+    ``r = g_hat(mu) + (1/n) sum_j grad_w l(z_j; w)``; :meth:`relative` turns ``||r||``
+    into the units of :meth:`PoisonabilityAnalyzer.gradient_norm
+    <skpoison.PoisonabilityAnalyzer.gradient_norm>`.
+
+    Parameters
+    ----------
+    clean : CleanGradient
+        The clean side of the target on the clean data (``analyzer.clean_``).
+    n_poison : int
+        Number of poison points.
+    """
+
+    def __init__(self, clean, n_poison):
+        n = clean.n_samples
+        self.n, self.n_poison = n, n_poison
+        self.base = clean.canceling_base(n_poison)
+        self._to_relative = n / ((n + n_poison) * clean.norm)
+
+    def relative(self, residual):
+        """``||r||`` in the units of ``gradient_norm``."""
+        return float(torch.linalg.vector_norm(residual)) * self._to_relative
 
 
 class PoisonSampler(RowSampler):

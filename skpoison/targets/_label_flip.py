@@ -16,12 +16,63 @@ from ._base import TargetRecipe
 __all__ = ["LabelFlipTarget"]
 
 
+def _flip_labels(y, n_flip, rng, *, classes=None, losses=None):
+    """Rows to copy and their flipped labels: the one flip rule of skpoison.
+
+    ``LabelFlipTarget`` and ``LabelFlipAttack`` both call it, so one seed gives the
+    same rows and labels in both.
+
+    Parameters
+    ----------
+    y : ndarray of shape (n_samples,)
+        Clean labels.
+    n_flip : int
+        Number of flips; above ``n_samples`` rows are drawn with replacement
+        (random) or the ranking is repeated (adversarial).
+    rng : numpy.random.RandomState
+        Source of randomness (consumed in a fixed order).
+    classes : ndarray or None
+        Sorted class labels (default ``np.unique(y)``).
+    losses : ndarray of shape (n_samples, n_classes) or None
+        ``None``: random rows, each given a different class drawn uniformly.
+        Otherwise the victim's loss of each row under each class: each row gets the
+        other class of largest loss, and the rows of largest such loss are taken
+        (ties broken by ``rng``).
+
+    Returns
+    -------
+    rows : ndarray of shape (n_flip,)
+        Sorted row indices.
+    labels : ndarray of shape (n_flip,)
+        The new (always different) label of each row.
+    """
+    classes = np.unique(y) if classes is None else classes
+    n, c = len(y), len(classes)
+    index = np.searchsorted(classes, y)
+    if losses is None:
+        rows = np.sort(rng.choice(n, size=n_flip, replace=n_flip > n))
+        # shift by 1..c-1 classes: always a different label, uniform over the others
+        shift = rng.randint(1, c, size=n_flip)
+        return rows, classes[(index[rows] + shift) % c]
+    losses = np.array(losses, dtype=float)
+    losses[np.arange(n), index] = -np.inf
+    best = np.argmax(losses, axis=1)
+    score = losses[np.arange(n), best]
+    order = rng.permutation(n)
+    order = order[np.argsort(-score[order], kind="stable")]
+    rows = np.sort(np.resize(order, n_flip))
+    return rows, classes[best[rows]]
+
+
 class LabelFlipTarget(TargetRecipe):
     """Target model fitted on data whose labels were partly flipped.
 
     A random ``flip_fraction`` of the training labels is replaced by a different class
     (the other class for binary problems, a uniformly drawn other class otherwise),
-    and a clone of ``estimator`` is fitted on the result.  This is how the KKT and
+    and a clone of ``estimator`` is fitted on the result.  The flip rule is that of
+    :class:`skpoison.attacks.LabelFlipAttack` with ``strategy="random"``: with
+    ``epsilon_d=flip_fraction`` and the same seed, the attack adds copies of exactly
+    the rows flipped here, with the same new labels.  This is how the KKT and
     model-targeted attacks choose their targets (paper, appendix C.6).
 
     Parameters
@@ -99,12 +150,9 @@ class LabelFlipTarget(TargetRecipe):
             )
         rng = check_random_state(self.random_state)
         n_flip = int(round(self.flip_fraction * len(y)))
-        flipped = np.sort(rng.choice(len(y), size=n_flip, replace=False))
+        flipped, labels = _flip_labels(y, n_flip, rng, classes=classes)
         y_flipped = y.copy()
-        index = np.searchsorted(classes, y[flipped])
-        # shift by 1..c-1 classes: always a different label, uniform over the others
-        shift = rng.randint(1, len(classes), size=n_flip)
-        y_flipped[flipped] = classes[(index + shift) % len(classes)]
+        y_flipped[flipped] = labels
         target = clone(self.estimator).fit(X_given, y_flipped)  # keeps feature names
         self.flipped_indices_ = flipped
         self._set_fitted_attributes(target, target)
