@@ -94,7 +94,17 @@ def build_parser():
         "which removes as many rows as there are poison points",
     )
     attack.add_argument("--random-state", type=int, default=0)
-    attack.add_argument("--data-home", default=None, help="folder holding the MNIST files")
+    attack.add_argument(
+        "--data-home", default=None, help="folder holding the MNIST or CIFAR-10 files"
+    )
+    attack.add_argument(
+        "--n-train", type=int, default=None,
+        help="attack a seeded stratified subsample of this many training rows",
+    )
+    attack.add_argument(
+        "--n-test", type=int, default=None,
+        help="measure accuracy on a seeded stratified subsample of this many test rows",
+    )
     attack.add_argument("--device", default="auto")
     attack.add_argument("--json", action="store_true", help="print JSON")
     attack.add_argument("--output", default=None, help="folder for results.json, table.md, plot")
@@ -151,6 +161,8 @@ def main(argv=None):
                 defense=args.defense,
                 random_state=args.random_state,
                 data_home=args.data_home,
+                n_train=args.n_train,
+                n_test=args.n_test,
                 device=args.device,
                 progress=progress,
             )
