@@ -96,7 +96,7 @@ def test_fetch_cifar10_reads_archive_records(cifar, subset, names):
 def test_fetch_cifar10_rows_are_channels_first(cifar):
     folder, batches, _ = cifar
     bunch = fetch_cifar10(folder, subset="test")
-    labels, images, content = batches[TEST_NAME]
+    content = batches[TEST_NAME][2]
     # record 1, channel green (1), row 5, column 7, read from the raw bytes
     offset = 1 * 3073 + 1 + 1 * 1024 + 5 * 32 + 7
     assert bunch.data[1, 1024 + 5 * 32 + 7] == np.float32(content[offset] / 255.0)
