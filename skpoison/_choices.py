@@ -6,7 +6,7 @@ errors answer without importing torch, skorch or scikit-learn.
 
 __all__ = ["DATASETS", "DEFENSES", "MODELS", "NETS", "TARGETS"]
 
-DATASETS = ("digits", "or", "gaussian", "mnist", "mnist17")
+DATASETS = ("digits", "or", "gaussian", "mnist", "mnist17", "cifar10")
 NETS = ("nn", "cnn", "resnet18", "resnet34")
 MODELS = ("logreg", "linear-svc", "sgd") + NETS
 TARGETS = ("gradpc", "randompc", "labelflip", "scaled-gradpc")

@@ -73,8 +73,8 @@ def _add_common(parser):
     )
     parser.add_argument(
         "--data-home", default=None,
-        help="folder holding the MNIST files; unset: $SKPOISON_DATA/mnist, else "
-        "~/skpoison_data/mnist",
+        help="folder holding the MNIST (or CIFAR-10) files; unset: $SKPOISON_DATA/mnist "
+        "(cifar10), else ~/skpoison_data/mnist (cifar10)",
     )
     parser.add_argument(
         "--device", type=_device, default="auto",
@@ -137,6 +137,15 @@ def build_parser():
     )
     attack.add_argument(
         "--max-iter", type=_positive_int, default=1000, help="Gradient Canceling steps per budget"
+    )
+    attack.add_argument(
+        "--n-train", type=_positive_int, default=None,
+        help="attack a seeded stratified subsample of this many training rows (unset: all)",
+    )
+    attack.add_argument(
+        "--n-test", type=_positive_int, default=None,
+        help="measure accuracy on a seeded stratified subsample of this many test rows "
+        "(unset: all)",
     )
     attack.add_argument(
         "--clip", choices=["data"], default=None,
@@ -275,6 +284,8 @@ def _run(args, subparsers, stages):
                 defense=args.defense,
                 random_state=args.random_state,
                 data_home=args.data_home,
+                n_train=args.n_train,
+                n_test=args.n_test,
                 device=args.device,
                 progress=stages,
                 verbose=int(stages is not None),

@@ -331,7 +331,7 @@ def test_analyze_poisonability_default_epsilon_w():
 
 
 def test_registry_names():
-    assert set(DATASETS) == {"digits", "or", "gaussian", "mnist", "mnist17"}
+    assert set(DATASETS) == {"digits", "or", "gaussian", "mnist", "mnist17", "cifar10"}
     assert set(MODELS) == {
         "logreg", "linear-svc", "sgd", "nn", "cnn", "resnet18", "resnet34"
     }

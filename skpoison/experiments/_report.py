@@ -47,6 +47,8 @@ def attack_report(
     defense=None,
     random_state=0,
     data_home=None,
+    n_train=None,
+    n_test=None,
     device="auto",
     progress=None,
     verbose=0,
@@ -80,7 +82,10 @@ def attack_report(
         :func:`evaluate_defense` for the rows.
     random_state : int, default=0
     data_home : str or None
-        Folder of the MNIST files.
+        Folder of the MNIST or CIFAR-10 files.
+    n_train, n_test : int or None
+        Keep a seeded stratified subsample of that many training (attacked) and
+        test rows, see :func:`load_dataset`; None keeps them all.
     device : str, default="auto"
     progress : callable or None
         Called with a message at each stage.
@@ -107,7 +112,7 @@ def attack_report(
     if progress is not None:
         progress(f"loading {dataset}")
     X_train, X_test, y_train, y_test = load_dataset(
-        dataset, random_state=random_state, data_home=data_home
+        dataset, random_state=random_state, data_home=data_home, n_train=n_train, n_test=n_test
     )
     victim = make_model(model, random_state=random_state, device=device)
     recipe = make_target(
