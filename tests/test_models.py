@@ -353,7 +353,14 @@ def perturbed_ratio(net, X, y, scale=1e-2):
     return at_w / float(moved.objective_gradient(X, y).norm())
 
 
-@pytest.mark.parametrize("name", ["logreg", "mlp", "cnn"])
+# The logreg case is the fast check of this contract; the deeper nets take seconds
+# each (test_adapter_gradient_equals_autograd_on_eval_module checks their adapter
+# gradient against autograd, and tests/test_nets.py an MLP at a stationary point).
+@pytest.mark.parametrize("name", [
+    "logreg",
+    pytest.param("mlp", marks=pytest.mark.slow),
+    pytest.param("cnn", marks=pytest.mark.slow),
+])
 def test_adapter_gradient_vanishes_at_trained_net(name, conflicting):
     X, y = conflicting
     net = make_net(name, random_state=0, device="cpu", **{**TINY[name], **_LBFGS})
