@@ -33,11 +33,13 @@ version = ".".join(release.split(".")[:2])
 
 # -- General configuration ----------------------------------------------------
 
-# Everything here works offline: no intersphinx, no remote images, no
-# extension that fetches anything at build time.
+# The default build works offline: no remote images and no extension that
+# fetches anything at build time. Intersphinx is the one exception and is opt-in
+# (see below).
 extensions = [
     "sphinx.ext.autodoc",
     "sphinx.ext.autosummary",
+    "sphinx.ext.intersphinx",
     "sphinx.ext.mathjax",
     "numpydoc",
     "sphinx_gallery.gen_gallery",
@@ -46,7 +48,9 @@ extensions = [
 root_doc = "index"
 source_suffix = {".rst": "restructuredtext"}
 exclude_patterns = ["_build", "Thumbs.db", ".DS_Store", "**.ipynb_checkpoints"]
-templates_path = []
+# _templates/autosummary/class.rst documents every public method of a class
+# (its summary table, then each method's full docstring).
+templates_path = ["_templates"]
 default_role = "literal"
 
 # -- autodoc / autosummary / numpydoc ----------------------------------------
@@ -54,8 +58,38 @@ default_role = "literal"
 autosummary_generate = True
 autodoc_typehints = "none"
 
+# The class template lists and documents the methods; numpydoc would add a
+# second, text-less member table.
 numpydoc_show_class_members = False
 numpydoc_class_members_toctree = False
+
+# -- intersphinx ------------------------------------------------------------------
+
+# Links to the documentation of the libraries skpoison builds on. Sphinx has to
+# download their objects.inv inventories for that, and when a download fails
+# it emits a warning that cannot be suppressed (it has no warning type), which
+# the -W build turns into an error. The build machines and CI have no
+# internet, so the mapping is empty unless SKPOISON_DOCS_INTERSPHINX=1 is set:
+#
+#     SKPOISON_DOCS_INTERSPHINX=1 python -m sphinx -W -b html docs docs/_build/html
+#
+# Offline, references to these libraries render as plain code (the nitpicky
+# build, ``-n``, lists them as unresolved); online they become links.
+INTERSPHINX_URLS = {
+    "python": "https://docs.python.org/3/",
+    "numpy": "https://numpy.org/doc/stable/",
+    "scipy": "https://docs.scipy.org/doc/scipy/",
+    "sklearn": "https://scikit-learn.org/stable/",
+    "imblearn": "https://imbalanced-learn.org/stable/",
+    "torch": "https://docs.pytorch.org/docs/stable/",
+    "skorch": "https://skorch.readthedocs.io/en/stable/",
+    "matplotlib": "https://matplotlib.org/stable/",
+}
+if os.environ.get("SKPOISON_DOCS_INTERSPHINX", "0").lower() in ("1", "true", "yes"):
+    intersphinx_mapping = {name: (url, None) for name, url in INTERSPHINX_URLS.items()}
+else:
+    intersphinx_mapping = {}
+intersphinx_timeout = 10
 
 # -- sphinx-gallery -----------------------------------------------------------
 
@@ -104,7 +138,26 @@ def _escape_trailing_underscores(app, what, name, obj, options, lines):
             lines[i] = _SHAPE.sub(_escape_shape, line)
 
 
+# The class pages document the methods a class defines in skpoison, plus
+# scikit-learn's get_params/set_params that every estimator offers. Methods
+# inherited from torch.nn.Module, skorch or scikit-learn mixins are documented
+# by those projects; their docstrings also refer to labels of those projects'
+# documentation, which would be errors in the -W build.
+_FOREIGN_METHODS_KEPT = frozenset({"get_params", "set_params"})
+
+
+def _skip_foreign_methods(app, what, name, obj, skip, options):
+    # autosummary asks once per member of a class page, with the member's type
+    if what != "method" or name in _FOREIGN_METHODS_KEPT:
+        return None
+    module = getattr(obj, "__module__", None) or ""
+    if module == "skpoison" or module.startswith("skpoison."):
+        return None
+    return True
+
+
 def setup(app):
+    app.connect("autodoc-skip-member", _skip_foreign_methods)
     # Run before numpydoc's own docstring processing (default priority 500).
     app.connect(
         "autodoc-process-docstring", _escape_trailing_underscores, priority=400

@@ -66,7 +66,7 @@ results = {}
 for eps in budgets:
     for clip in (None, "data"):
         attack = GradientCanceling(
-            target, epsilon_d=eps, max_iter=1000, clip=clip, random_state=0, device="cpu"
+            target, epsilon_d=eps, max_iter=400, clip=clip, random_state=0, device="cpu"
         ).fit(X_train, y_train)
         X_mixed = np.vstack([X_train, attack.X_poison_])
         y_mixed = np.concatenate([y_train, attack.y_poison_])
@@ -164,7 +164,7 @@ from imblearn.pipeline import Pipeline  # noqa: E402
 
 eps = budgets[0]
 pipe = Pipeline([
-    ("poison", GradientCanceling(target, epsilon_d=eps, max_iter=1000, random_state=0,
+    ("poison", GradientCanceling(target, epsilon_d=eps, max_iter=400, random_state=0,
                                  device="cpu")),
     ("sever", SeverFilter(LogisticRegression(max_iter=1000),
                           removal_fraction=eps / (1 + eps))),

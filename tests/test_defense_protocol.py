@@ -59,23 +59,36 @@ def test_evaluate_attack_with_a_defense_follows_the_protocol():
 def test_evaluate_defense_has_the_four_columns():
     X_train, X_test, y_train, y_test = _split()
     params = {"max_iter": 30, "device": "cpu", "clip": "ignored"}
+    defense = InfluenceFilter(LogisticRegression())
     result = evaluate_defense(
         X_train, y_train, X_test, y_test, LogisticRegression(), _flip_target(),
-        InfluenceFilter(LogisticRegression()), epsilon_d=[0.1, 0.5], attack_params=params,
+        defense, epsilon_d=[0.1, 0.5], attack_params=params,
     )
     assert [r["epsilon_d"] for r in result["rows"]] == [0.1, 0.5]
-    for row in result["rows"]:
-        for key in ("gc", "gc_c", "gc_d", "gc_cd"):
-            assert 0 <= row[key] <= 1
-            assert row["drop_" + key] == pytest.approx(result["clean_accuracy"] - row[key])
-        assert 0 <= row["poison_removed_d"] <= 1 and 0 <= row["poison_removed_cd"] <= 1
     assert set(result["histories"]) == {"0.1", "0.5", "0.1 (clipped)", "0.5 (clipped)"}
-    # GC-c is GC with clip="data"
-    plain = evaluate_attack(
-        X_train, y_train, X_test, y_test, LogisticRegression(), _flip_target(),
-        epsilon_d=[0.1], attack_params={"max_iter": 30, "device": "cpu", "clip": "data"},
-    )
-    assert result["rows"][0]["gc_c"] == pytest.approx(plain["rows"][0]["accuracy"])
+    # GC is GC with clip=None and GC-c is GC with clip="data" (the "clip" given is
+    # replaced); -d is the same run with the filter before retraining
+    runs = {
+        clip: evaluate_attack(
+            X_train, y_train, X_test, y_test, LogisticRegression(), _flip_target(),
+            epsilon_d=[0.1, 0.5], attack_params={"max_iter": 30, "device": "cpu", "clip": clip},
+            defense=defense,
+        )
+        for clip in (None, "data")
+    }
+    assert result["clean_accuracy"] == pytest.approx(runs[None]["clean_accuracy"])
+    for row, plain, clipped in zip(result["rows"], runs[None]["rows"], runs["data"]["rows"]):
+        expected = {
+            "gc": plain["accuracy"], "gc_c": clipped["accuracy"],
+            "gc_d": plain["accuracy_defended"], "gc_cd": clipped["accuracy_defended"],
+        }
+        for key, value in expected.items():
+            assert row[key] == pytest.approx(value), key
+            assert row["drop_" + key] == pytest.approx(result["clean_accuracy"] - value), key
+        assert row["poison_removed_d"] == pytest.approx(plain["poison_removed"])
+        assert row["poison_removed_cd"] == pytest.approx(clipped["poison_removed"])
+    # clipping changes the poison: the two histories differ
+    assert not np.allclose(result["histories"]["0.5"][-1], result["histories"]["0.5 (clipped)"][-1])
 
 
 def test_attack_report_with_defense_and_its_table():
@@ -97,8 +110,15 @@ def test_attack_report_with_defense_and_its_table():
 
 def test_make_defense():
     assert DEFENSES == ("sever", "influence")
-    assert isinstance(make_defense("sever", LogisticRegression()), SeverFilter)
-    assert isinstance(make_defense("influence", LogisticRegression()), InfluenceFilter)
+    model = LogisticRegression(C=3.0)
+    for name, cls in (("sever", SeverFilter), ("influence", InfluenceFilter)):
+        filt = make_defense(name, model, random_state=4, device="cpu")
+        assert type(filt) is cls
+        # scores with the victim given, and leaves removal_fraction to the protocol
+        assert filt.estimator is model
+        params = filt.get_params(deep=False)
+        assert params["random_state"] == 4 and params["device"] == "cpu"
+        assert params["removal_fraction"] == cls(model).removal_fraction
 
 
 def test_cli_attack_defense(capsys):

@@ -1,5 +1,6 @@
 """Defenses: SeverFilter, InfluenceFilter (data filters) and MaxUpClassifier (training)."""
 
+import copy
 import pickle
 import warnings
 
@@ -8,6 +9,7 @@ import pytest
 import torch
 from imblearn import FunctionSampler
 from imblearn.pipeline import Pipeline
+from scipy.special import lambertw
 from sklearn.base import clone
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.frozen import FrozenEstimator
@@ -525,16 +527,37 @@ def test_maxup_is_a_victim_like_any_other():
     net = _tiny_net(MaxUpClassifier, n_augment=2, perturbation_std=0.2).fit(X, y)
     objective = as_objective(net, device="cpu")
     assert objective.kind == "cross_entropy" and objective.n_params == 5 * 4 + 4 + 4 * 2 + 2
-    analyzer = PoisonabilityAnalyzer(FrozenEstimator(net), device="cpu").fit(X, y)
-    assert np.isfinite(analyzer.threshold_)
+    analyzer = PoisonabilityAnalyzer(FrozenEstimator(net), device="cpu", dtype="float64")
+    analyzer.fit(X, y)
+
+    def inner_product(model):
+        """mean <h, softmax(h) - onehot> over the clean logits (Theorem 4)."""
+        module = copy.deepcopy(model.module_).double().eval()
+        with torch.no_grad():
+            h = module(torch.as_tensor(X, dtype=torch.float64))
+        onehot = torch.nn.functional.one_hot(torch.as_tensor(y), 2)
+        return float((h * (torch.softmax(h, 1) - onehot)).sum(1).mean())
+
+    # the victim's objective is plain cross-entropy at its parameters (MaxUp only
+    # changes how they were trained): tau = max(inner, 0) / W(1/e). The trained net
+    # has a negative inner product here, so its threshold is 0.
+    W = float(lambertw(1 / np.e).real)
+    inner = inner_product(net)
+    assert analyzer.inner_product_ == pytest.approx(inner, rel=1e-6)
+    assert analyzer.threshold_ == pytest.approx(max(inner, 0.0) / W, rel=1e-6, abs=1e-12)
     target = GradPC(_tiny_net(MaxUpClassifier, n_augment=2), epsilon_w=0.5, random_state=0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         attack = GradientCanceling(
             target, epsilon_d=0.1, max_iter=5, random_state=0, device="cpu"
         ).fit(X, y)
-    assert attack.X_poison_.shape == (12, 5) and np.all(np.isfinite(attack.history_))
-    assert isinstance(attack.target_, MaxUpClassifier)
+    assert attack.X_poison_.shape == (12, 5)
+    assert type(attack.target_) is MaxUpClassifier
+    assert attack.threshold_ > 0  # the GradPC target is far from stationary
+    assert attack.threshold_ == pytest.approx(inner_product(attack.target_) / W, rel=1e-4)
+    assert attack.gradient_norm_ < attack.history_[0]
+    assert attack.gradient_norm(attack.X_poison_, attack.y_poison_) == pytest.approx(
+        attack.gradient_norm_, rel=1e-3)
 
 
 @pytest.mark.parametrize(

@@ -306,7 +306,11 @@ def test_warm_start_with_new_budget_restarts(small_exact):
     gc.set_params(epsilon_d=0.5)
     gc.fit(X, y)
     assert gc.n_poison_ == 100
-    assert gc.X_poison_.shape == (100, X.shape[1])
+    # the old poison has the wrong size: the fit is the cold one at the new budget
+    cold = GradientCanceling(target, epsilon_d=0.5, max_iter=30, random_state=0).fit(X, y)
+    np.testing.assert_array_equal(gc.init_indices_, cold.init_indices_)
+    np.testing.assert_allclose(gc.X_poison_, cold.X_poison_, rtol=1e-12)
+    np.testing.assert_allclose(gc.history_, cold.history_, rtol=1e-12)
 
 
 # ---------------------------------------------------------- initialisation, budget

@@ -91,6 +91,7 @@ def test_clean_stationary_net_has_zero_threshold():
     assert analyzer.threshold_ < 1e-4
 
 
+@pytest.mark.slow  # fast: test_parameter_corruption (skorch MLP), test_resnet_with_batch_norm
 def test_gradpc_budget_over_all_parameters_of_nets(split):
     X, y, X_test, y_test = split
     for name, kwargs in [("cnn", dict(hidden_size=16, module__channels=(4, 8))),
@@ -183,8 +184,20 @@ def test_resnet_with_batch_norm_end_to_end(split):
     net = make_net("resnet18", width=2, max_epochs=2, random_state=0, device="cpu").fit(X, y)
     gpc = GradPC(FrozenEstimator(net), epsilon_w=0.1, max_iter=3, random_state=0,
                  device="cpu").fit(X, y)
+    # every parameter moves within the budget; batch-norm statistics are not parameters
+    w0, w = (torch.cat([p.detach().double().reshape(-1) for p in m.module_.parameters()])
+             for m in (net, gpc.target_))
+    assert float((w - w0).norm() / w0.norm()) == pytest.approx(gpc.relative_change_, rel=1e-5)
+    assert 0.09 < gpc.relative_change_ <= 0.1 * (1 + 1e-6)
+    for (key, p0), p in zip(net.module_.named_parameters(), gpc.target_.module_.parameters()):
+        assert not torch.equal(p0, p), key
+    for key, value in gpc.target_.module_.state_dict().items():
+        if "running" in key:
+            assert torch.equal(net.module_.state_dict()[key], value), key
     gc = GradientCanceling(gpc, epsilon_d=0.1, max_iter=3, random_state=0, **F64).fit(X, y)
-    assert np.isfinite(gc.threshold_) and gc.threshold_ >= 0
+    # the threshold is the logits formula on the eval-mode net (batch norm frozen)
+    _, tau, _ = logits_threshold(gc.target_, X, y)
+    assert gc.threshold_ == pytest.approx(tau, rel=1e-8)
     assert gc.X_poison_.shape == (4, 64) and np.all(np.isfinite(gc.X_poison_))
     assert gc.objective_.head == ["fc.weight", "fc.bias"]
 
@@ -202,7 +215,12 @@ def test_nets_in_an_imblearn_pipeline(split):
     pipe.fit(X, y)
     assert pipe.named_steps["poison"].n_poison_ == 30
     assert pipe.named_steps["net"].n_features_in_ == 64
-    assert 0.0 <= pipe.score(X_test, y_test) <= 1.0
+    # the pipeline's net is the victim trained on clean data plus the step's poison
+    poison = pipe.named_steps["poison"]
+    by_hand = clone(victim).fit(np.vstack([X, poison.X_poison_]),
+                                np.concatenate([y, poison.y_poison_]))
+    np.testing.assert_allclose(pipe.predict_proba(X_test), by_hand.predict_proba(X_test))
+    assert pipe.score(X_test, y_test) == pytest.approx(by_hand.score(X_test, y_test))
     # clone and refit reproduce the same poisoned net
     again = clone(pipe).fit(X, y)
     np.testing.assert_array_equal(again.predict_proba(X_test), pipe.predict_proba(X_test))

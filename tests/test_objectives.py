@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 from scipy.optimize import lsq_linear
-from sklearn.exceptions import NotFittedError
+from sklearn.exceptions import DataConversionWarning, NotFittedError
 from sklearn.frozen import FrozenEstimator
 from sklearn.linear_model import (
     LinearRegression,
@@ -433,6 +433,171 @@ def test_per_sample_gradients_regression_and_net(regression, net_ce, or_data):
     )
 
 
+# ------------------------------------------- per-sample gradients, row by row
+#
+# Each row of ``per_sample_gradients`` is checked against a closed-form numpy
+# gradient (linear models) or a per-row torch.autograd loop (nets), not only
+# through the sum of the rows.  The rows are evaluated on jittered features so
+# no margin sits on a kink of the hinge losses.
+
+
+def _dl_margin(loss, t):
+    """l'(t) of the binary margin losses in closed form (away from kinks)."""
+    if loss == "logistic":
+        return -1.0 / (1.0 + np.exp(t))
+    if loss == "hinge":
+        return -(t < 1.0).astype(float)
+    if loss == "squared_hinge":
+        return -2.0 * np.maximum(0.0, 1.0 - t)
+    if loss == "modified_huber":
+        return np.where(t < -1.0, -4.0, -2.0 * np.maximum(0.0, 1.0 - t))
+    if loss == "squared":  # (1 - t)^2 / 2
+        return t - 1.0
+    raise AssertionError(loss)
+
+
+def _linear_rows(coef, intercept, X, dh):
+    """Rows ``[vec(dh_i x_i^T), dh_i]`` for h = X coef^T + intercept, dl/dh = dh."""
+    rows = np.einsum("ik,id->ikd", dh, X).reshape(len(X), -1)
+    return rows if intercept is None else np.hstack([rows, dh])
+
+
+def _expected_linear_rows(est, kind, X, y, loss=None):
+    coef = np.atleast_2d(est.coef_)
+    intercept = None
+    if getattr(est, "fit_intercept", True):
+        intercept = np.broadcast_to(np.asarray(est.intercept_, dtype=float), (coef.shape[0],))
+    h = X @ coef.T + (0.0 if intercept is None else intercept)
+    if kind == "squared":
+        Y = y.reshape(len(X), -1)
+        return _linear_rows(coef, intercept, X, h - Y)  # l = (h - y)^2 / 2
+    classes = est.classes_
+    if kind == "binary_margin":
+        s = np.where(y == classes[1], 1.0, -1.0)[:, None]
+    elif kind == "ovr_margin":  # one sign per class: +1 for the row's class
+        s = np.where(y[:, None] == classes[None, :], 1.0, -1.0)
+    else:  # multinomial cross-entropy: dl/dh = softmax(h) - onehot
+        p = np.exp(h - h.max(1, keepdims=True))
+        p /= p.sum(1, keepdims=True)
+        return _linear_rows(coef, intercept, X, p - (y[:, None] == classes[None, :]))
+    return _linear_rows(coef, intercept, X, s * _dl_margin(loss, s * h))
+
+
+LINEAR_ROW_CASES = {
+    # id: (estimator factory, data fixture, objective kind, margin loss)
+    "logreg-binary": (lambda: LogisticRegression(C=2.0), "gaussian", "binary_margin", "logistic"),
+    "logreg-binary-nointercept": (
+        lambda: LogisticRegression(fit_intercept=False), "gaussian", "binary_margin", "logistic"),
+    "logreg-liblinear": (
+        lambda: LogisticRegression(solver="liblinear", intercept_scaling=2.0), "gaussian",
+        "binary_margin", "logistic"),
+    "logreg-multinomial": (lambda: LogisticRegression(), "digits3", "cross_entropy", None),
+    "sgd-hinge": (
+        lambda: SGDClassifier(loss="hinge", random_state=0), "gaussian", "binary_margin", "hinge"),
+    "sgd-log_loss": (
+        lambda: SGDClassifier(loss="log_loss", random_state=0), "gaussian", "binary_margin",
+        "logistic"),
+    "sgd-modified_huber": (
+        lambda: SGDClassifier(loss="modified_huber", random_state=0), "gaussian",
+        "binary_margin", "modified_huber"),
+    "sgd-log_loss-ovr": (
+        lambda: SGDClassifier(loss="log_loss", random_state=0), "blobs3", "ovr_margin",
+        "logistic"),
+    "sgd-squared_hinge-ovr": (
+        lambda: SGDClassifier(loss="squared_hinge", random_state=0), "blobs3", "ovr_margin",
+        "squared_hinge"),
+    "svc-hinge": (lambda: LinearSVC(loss="hinge"), "gaussian", "binary_margin", "hinge"),
+    "svc-squared_hinge-ovr": (lambda: LinearSVC(), "blobs3", "ovr_margin", "squared_hinge"),
+    "ridge-classifier-binary": (
+        lambda: RidgeClassifier(alpha=2.0), "gaussian", "binary_margin", "squared"),
+    "ridge-classifier-ovr": (lambda: RidgeClassifier(), "blobs3", "ovr_margin", "squared"),
+}
+
+
+@pytest.mark.parametrize("case", list(LINEAR_ROW_CASES))
+def test_per_sample_gradients_rows_match_closed_form(case, request):
+    factory, data, kind, loss = LINEAR_ROW_CASES[case]
+    X, y = request.getfixturevalue(data)
+    est = fit_quiet(factory(), X, y)
+    obj = as_objective(est, **F64)
+    assert obj.kind == kind
+    # jittered rows, and labels that disagree with the model on a third of them, so
+    # every branch of every loss (both signs, both sides of each kink) is exercised
+    rng = np.random.RandomState(0)
+    Xj = X + 0.05 * rng.normal(size=X.shape)
+    yj = y.copy()
+    flip = rng.rand(len(y)) < 1 / 3
+    yj[flip] = est.classes_[(np.searchsorted(est.classes_, y[flip]) + 1) % len(est.classes_)]
+    got = obj.per_sample_gradients(Xj, yj).numpy()
+    expected = _expected_linear_rows(est, kind, Xj, yj, loss)
+    assert got.shape == expected.shape
+    # rtol 1e-8: torch's softplus turns linear past margins of -20 (an error of e^-20)
+    np.testing.assert_allclose(got, expected, rtol=1e-8, atol=1e-12)
+
+
+@pytest.mark.parametrize("target", ["Y", "y"])
+def test_per_sample_gradients_rows_regression(target, regression):
+    X, y, Y = regression
+    labels = Y if target == "Y" else y
+    for est in (Ridge(alpha=3.0).fit(X, labels), LinearRegression().fit(X, labels)):
+        obj = as_objective(est, **F64)
+        rng = np.random.RandomState(1)
+        Xj, yj = X + 0.1 * rng.normal(size=X.shape), labels + rng.normal(size=labels.shape)
+        np.testing.assert_allclose(
+            obj.per_sample_gradients(Xj, yj).numpy(),
+            _expected_linear_rows(est, "squared", Xj, yj),
+            rtol=1e-9, atol=1e-12,
+        )
+
+
+def _autograd_rows(module, X, y, loss_of_output):
+    """One torch.autograd.grad call per row, on a float64 eval-mode copy of the module."""
+    module = copy.deepcopy(module).double().eval()
+    params = list(module.parameters())
+    rows = []
+    for x, t in zip(torch.as_tensor(X, dtype=torch.float64), torch.as_tensor(y)):
+        loss = loss_of_output(module(x.unsqueeze(0)), t.unsqueeze(0))
+        rows.append(torch.cat([g.reshape(-1) for g in torch.autograd.grad(loss, params)]))
+    return torch.stack(rows).numpy()
+
+
+def _nll_on_probabilities(p, t):
+    return -torch.log(p[0, t[0]])
+
+
+@pytest.mark.parametrize(
+    "net_name, loss_of_output",
+    [
+        ("net_ce", lambda h, t: torch.nn.functional.cross_entropy(h, t)),
+        ("net_nll", lambda h, t: torch.nn.functional.nll_loss(h, t)),
+        ("net_wd", lambda h, t: torch.nn.functional.cross_entropy(h, t)),
+        ("net_proba", _nll_on_probabilities),
+    ],
+)
+def test_per_sample_gradients_rows_match_autograd_for_nets(
+    net_name, loss_of_output, or_data, mlp_class, request
+):
+    X, y = or_data
+    if net_name == "net_proba":  # skorch's default: NLLLoss on probabilities
+        from skorch import NeuralNetClassifier
+
+        torch.manual_seed(0)
+        net = fit_quiet(NeuralNetClassifier(
+            mlp_class, module__output="softmax", max_epochs=3, lr=0.5, batch_size=-1,
+            train_split=None, callbacks="disable"), X, y)
+    else:
+        net = request.getfixturevalue(net_name)
+    obj = as_objective(net, **F64)
+    rng = np.random.RandomState(0)
+    Xj = X[:25] + 0.1 * rng.normal(size=(25, X.shape[1]))
+    yj = rng.randint(2, size=25)  # both labels at every kind of point
+    got = obj.per_sample_gradients(Xj, yj).numpy()
+    # the objective's parameters are the module's, in named_parameters order
+    assert list(obj.params) == [k for k, _ in net.module_.named_parameters()]
+    expected = _autograd_rows(net.module_, Xj, yj, loss_of_output)
+    np.testing.assert_allclose(got, expected, rtol=1e-7, atol=1e-10)
+
+
 def test_logistic_gradient_matches_closed_form(gaussian):
     # binary logistic loss: grad = -y sigmoid(-t) [x, 1] with t = y h, y in {-1, +1}
     X, y = gaussian
@@ -759,11 +924,13 @@ def test_column_vector_class_labels(gaussian):
     X, y = gaussian
     obj = as_objective(LogisticRegression().fit(X, y), **F64)
     expected = obj.loss_gradient_sum(X[:5], y[:5])
-    try:
+    # like scikit-learn's classifiers: a column vector is raveled, with a warning
+    with pytest.warns(DataConversionWarning, match="column-vector"):
         got = obj.loss_gradient_sum(X[:5], y[:5].reshape(-1, 1))
-    except ValueError:
-        return  # rejecting a column vector is acceptable too
     np.testing.assert_allclose(got.numpy(), expected.numpy(), rtol=1e-12)
+    with pytest.warns(DataConversionWarning, match="column-vector"):
+        rows = obj.per_sample_gradients(X[:5], y[:5].reshape(-1, 1))
+    np.testing.assert_allclose(rows.numpy(), obj.per_sample_gradients(X[:5], y[:5]).numpy())
 
 
 def test_objective_rejects_bad_loss():
@@ -783,9 +950,25 @@ def test_objective_does_not_touch_the_estimator(gaussian, net_ce, or_data):
     obj.per_sample_gradients(X, y)
     for key, value in snapshot.items():
         np.testing.assert_array_equal(getattr(est, key), value)
-    # skorch: the net's module keeps its mode and its parameters keep requires_grad
-    assert net_ce.module_.training in (True, False)
-    mode = net_ce.module_.training
-    as_objective(net_ce, **F64)
-    assert net_ce.module_.training == mode
-    assert all(p.requires_grad for p in net_ce.module_.parameters())
+    # skorch: the net's module keeps its mode (train or eval; the objective itself is
+    # evaluated in eval mode) and its parameters keep requires_grad
+    Xo, yo = or_data
+    module = net_ce.module_
+    before = {k: v.detach().clone() for k, v in module.state_dict().items()}
+    original = module.training
+    grads = [None if p.grad is None else p.grad.clone() for p in module.parameters()]
+    try:
+        for mode in (True, False):
+            module.train(mode)
+            obj = as_objective(net_ce, **F64)
+            obj.objective_gradient(Xo, yo)
+            obj.per_sample_gradients(Xo, yo)
+            obj.poison_feature_gradient(Xo[:3], yo[:3], obj.flat_params())
+            assert all(m.training is mode for m in module.modules())
+            assert all(p.requires_grad for p in module.parameters())
+            for p, g in zip(module.parameters(), grads):  # no gradient accumulated
+                assert (p.grad is None) if g is None else torch.equal(p.grad, g)
+    finally:
+        module.train(original)
+    for key, value in module.state_dict().items():
+        assert torch.equal(value, before[key]), key

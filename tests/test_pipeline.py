@@ -108,14 +108,18 @@ def test_frozen_target_survives_clone(digits17):
     gc.fit(X, y)
     np.testing.assert_allclose(twin.X_poison_, gc.X_poison_)
     np.testing.assert_array_equal(fitted.coef_, coef)
-    # and it runs through a grid search
-    search = GridSearchCV(
-        _pipeline(FrozenEstimator(fitted), max_iter=20),
-        {"poison__epsilon_d": [0.1, 1.0]},
-        cv=3,
-        error_score="raise",
-    ).fit(X, y)
-    assert np.all(np.isfinite(search.cv_results_["mean_test_score"]))
+    # and through a grid search, whose scores are those of the victim retrained on
+    # each training fold plus the poison built against the same frozen target
+    pipe = _pipeline(FrozenEstimator(fitted), max_iter=20)
+    cv = StratifiedKFold(3)
+    search = GridSearchCV(pipe, {"poison__epsilon_d": [0.1, 1.0]}, cv=cv,
+                          error_score="raise").fit(X, y)
+    train, test = next(cv.split(X, y))
+    for i, eps in enumerate([0.1, 1.0]):
+        by_hand = clone(pipe).set_params(poison__epsilon_d=eps).fit(X[train], y[train])
+        assert search.cv_results_["split0_test_score"][i] == pytest.approx(
+            by_hand.score(X[test], y[test]))
+    np.testing.assert_array_equal(fitted.coef_, coef)
 
 
 def test_fitted_unfrozen_target_fails_after_clone(digits17):

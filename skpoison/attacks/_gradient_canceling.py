@@ -118,7 +118,7 @@ class GradientCanceling(PoisonSampler):
         clean labels' range (poison keeps clean labels).
     history_ : ndarray of shape (n_iter_,)
         Relative gradient norm ``||g(chi)|| / ||g(mu)||`` at each step, in the units of
-        :meth:`PoisonabilityAnalyzer.gradient_norm`.
+        :meth:`~skpoison.PoisonabilityAnalyzer.gradient_norm`.
     gradient_norm_ : float
         Relative gradient norm of ``X_poison_``.
     n_iter_ : int

@@ -106,7 +106,7 @@ def evaluate_attack(
         Target recipe (e.g. :class:`~skpoison.targets.GradPC`) or a frozen fitted model.
     epsilon_d : sequence of float or "tau", default=(0.03, 0.1, 1.0, "tau")
         Budgets; ``"tau"`` stands for the target's threshold (skipped when it is 0
-        or above :data:`MAX_TAU_BUDGET`).
+        or above ``MAX_TAU_BUDGET = 10``).
     attack_params : dict or None
         Further parameters of :class:`~skpoison.attacks.GradientCanceling`.
     defense : estimator or None

@@ -53,6 +53,7 @@ class LinearModule(torch.nn.Module):
             self.intercept = None
 
     def forward(self, X):
+        """Decision values ``X @ coef.T + intercept``, shape ``(n_samples, n_outputs)``."""
         h = X @ self.coef.T
         if self.intercept is not None:
             h = h + self.intercept

@@ -25,7 +25,8 @@ def scale_to_threshold(
     Parameters
     ----------
     target : estimator
-        A recipe, a frozen model or a fitted model (see :func:`resolve_target`).
+        A recipe, a frozen model or a fitted model (see
+        :func:`~skpoison.targets.resolve_target`).
     X, y : array-like
         Clean training data.
     threshold : float
