@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 
 from .._poisonability import PoisonabilityAnalyzer
 from ..utils import batch_slices, projection_box
-from ._least_squares import ResidualMap, levenberg_marquardt
+from ._least_squares import ResidualMap, lbfgs, levenberg_marquardt
 
 __all__ = ["GradientCanceling"]
 
@@ -58,7 +58,7 @@ class GradientCanceling(BaseSampler):
         Poison points per clean point.
     max_iter : int, default=1000
         Number of optimisation steps.
-    optimizer : {"adam", "sgd", "gauss-newton"}, default="adam"
+    optimizer : {"adam", "sgd", "gauss-newton", "lbfgs"}, default="adam"
         The first two descend ``0.5 * ||r||^2 / ||g_hat(mu)||^2`` (the residual
         normalised by the clean gradient).  ``"adam"`` (default): Adam on the poison
         features, invariant to the scale of the gradient, with its step ``lr`` in
@@ -68,8 +68,12 @@ class GradientCanceling(BaseSampler):
         ``"gauss-newton"``: Levenberg-Marquardt on the least-squares problem
         ``0.5 * ||r(X)||^2``, each step solving the damped Gauss-Newton system by
         conjugate gradients on Jacobian-vector products (``torch.func``); a step
-        costs about 20 first-order steps but far fewer are needed; ``lr`` and
-        ``schedule`` do not apply (the damping adapts itself).
+        costs about 20 first-order steps but far fewer are needed.  ``"lbfgs"``:
+        ``torch.optim.LBFGS`` with a strong-Wolfe line search on the same normalised
+        objective (of the clamped poison when there is a box); ``max_iter`` then
+        counts evaluations (each costs one first-order step, line-search trials
+        included) and ``history_`` has one entry per evaluation.  ``lr`` and
+        ``schedule`` apply to the first-order optimizers only.
     lr : float or None, default=None
         Initial step size; ``None`` means 0.2 for ``"adam"`` and 0.5 (the paper's
         value) for ``"sgd"``.
@@ -158,7 +162,7 @@ class GradientCanceling(BaseSampler):
         "target": [HasMethods(["fit"])],
         "epsilon_d": [Interval(Real, 0, None, closed="neither")],
         "max_iter": [Interval(Integral, 1, None, closed="left")],
-        "optimizer": [StrOptions({"adam", "sgd", "gauss-newton"})],
+        "optimizer": [StrOptions({"adam", "sgd", "gauss-newton", "lbfgs"})],
         "lr": [Interval(Real, 0, None, closed="neither"), None],
         "schedule": [StrOptions({"cosine", "constant"})],
         "tol": [Interval(Real, 0, None, closed="left")],
@@ -316,7 +320,7 @@ class GradientCanceling(BaseSampler):
             low = objective.as_features(box[0])
             high = objective.as_features(box[1])
             X_p = torch.maximum(torch.minimum(X_p, high), low)
-        if self.optimizer == "gauss-newton":
+        if self.optimizer in ("gauss-newton", "lbfgs"):
             self._fit_least_squares(
                 ResidualMap(objective, y_encoded, base, n, self.batch_size),
                 X_p, (y_poison, indices), to_relative, low, high,
@@ -372,7 +376,7 @@ class GradientCanceling(BaseSampler):
         return self
 
     def _fit_least_squares(self, residual_map, X_p, labels, to_relative, low, high):
-        """The ``"gauss-newton"`` optimizer: Levenberg-Marquardt from ``X_p``."""
+        """The second-order optimizers (``"gauss-newton"``, ``"lbfgs"``) from ``X_p``."""
         progress = tqdm(
             total=self.max_iter, disable=not self.verbose, desc="GradientCanceling", leave=False
         )
@@ -381,7 +385,8 @@ class GradientCanceling(BaseSampler):
             progress.update()
             progress.set_postfix(gradient_norm=f"{value:.3e}")
 
-        result = levenberg_marquardt(
+        solver = levenberg_marquardt if self.optimizer == "gauss-newton" else lbfgs
+        result = solver(
             residual_map, X_p, max_iter=self.max_iter, tol=self.tol,
             to_relative=to_relative, low=low, high=high,
             callback=report if self.verbose else None,

@@ -10,7 +10,10 @@ information comes for free from the residual's Jacobian ``J = dr/dX``:
 * ``J v`` (a Jacobian-vector product) is a forward-mode derivative of the gradient map,
   ``torch.func.jvp`` over ``torch.func.grad``.
 
-Both are sums (or concatenations) over poison rows, so they stream in batches and the
+L-BFGS (``torch.optim.LBFGS`` with a strong-Wolfe line search) needs only
+``J^T r``; it runs on ``f(clamp(X))`` so that the box needs no projection step.
+
+Both products are sums (or concatenations) over poison rows, so they stream in batches and the
 memory stays bounded by the batch.  The damped Gauss-Newton system
 ``(J M J^T + lam I) z = r`` is solved in parameter space by conjugate gradients and the
 step is ``delta = -M J^T z`` (``M`` masks features held at the projection box), the
@@ -26,7 +29,7 @@ from torch.func import functional_call, grad, jvp
 
 from ..utils import batch_slices
 
-__all__ = ["ResidualMap", "levenberg_marquardt"]
+__all__ = ["ResidualMap", "lbfgs", "levenberg_marquardt"]
 
 # conjugate-gradient iterations per Gauss-Newton step, and their relative tolerance
 _CG_MAX_ITER = 10
@@ -250,5 +253,64 @@ def levenberg_marquardt(
     # every accepted step lowers ||r||: the last iterate is the best
     result.X, result.best = X, value
     result.converged = result.converged or value <= tol
+    result.n_iter = len(result.history)
+    return result
+
+
+class _Converged(Exception):
+    """Raised inside the L-BFGS closure once ``tol`` is reached."""
+
+
+def lbfgs(
+    residual_map, X, *, max_iter, tol, to_relative, low=None, high=None, callback=None,
+    history_size=20,
+):
+    """Minimise ``0.5 ||r(X)||^2`` by L-BFGS with a strong-Wolfe line search.
+
+    ``max_iter`` counts evaluations of ``r`` and ``J^T r`` (each costs one first-order
+    step), line-search trials included.  With a box, the function minimised is
+    ``0.5 ||r(clamp(X))||^2``, whose gradient is ``J^T r`` masked to the features
+    inside the box; the returned poison is clamped.  Parameters and result are those
+    of :func:`levenberg_marquardt`; ``history`` holds the relative norm of every
+    evaluation.
+    """
+    X_p = X.detach().clone().requires_grad_(True)
+    result = LeastSquaresResult(X=X_p.detach().clone())
+    r0 = residual_map.residual(X_p.detach())
+    scale = 1.0 / max(float(r0 @ r0), 1e-300)  # the objective relative to its start
+
+    def clamped():
+        Z = X_p.detach()
+        if low is None:
+            return Z, None
+        inside = ((Z >= low) & (Z <= high)).to(Z.dtype)
+        return torch.clamp(Z, low, high), inside
+
+    def closure():
+        Z, inside = clamped()
+        r, g = residual_map.residual_and_gradient(Z)
+        r_sq = float(r @ r)
+        value = math.sqrt(r_sq) * to_relative if math.isfinite(r_sq) else math.inf
+        result.history.append(value)
+        if callback is not None:
+            callback(value)
+        if value < result.best:
+            result.best, result.X = value, Z.clone()
+        if value <= tol:
+            raise _Converged
+        g = g.mul_(scale)
+        X_p.grad = g if inside is None else g.mul_(inside)
+        return 0.5 * r_sq * scale if math.isfinite(r_sq) else math.inf
+
+    optimizer = torch.optim.LBFGS(
+        [X_p], lr=1, max_iter=max_iter, max_eval=max_iter, history_size=history_size,
+        line_search_fn="strong_wolfe", tolerance_grad=0.0, tolerance_change=0.0,
+    )
+    try:
+        optimizer.step(closure)
+    except _Converged:
+        result.converged = True
+    if not math.isfinite(result.best):
+        result.non_finite = True
     result.n_iter = len(result.history)
     return result
