@@ -13,7 +13,20 @@ import math
 import numpy as np
 import torch
 
+from ..utils import batch_slices
+
 __all__ = ["CleanGradient", "feasible_interval"]
+
+# Input elements (rows x features) per batch of the clean pass when no batch size is
+# given: 8 MiB of float32 rows, so the pass never holds all clean rows at once.
+_CLEAN_BATCH_ELEMENTS = 2**21
+
+
+def clean_batch_rows(n_rows, n_features, batch_size=None):
+    """Rows per batch of the clean pass: ``batch_size``, or a bounded default."""
+    if batch_size is not None:
+        return int(batch_size)
+    return int(max(1, min(n_rows, _CLEAN_BATCH_ELEMENTS // max(1, n_features))))
 
 
 def feasible_interval(s0, slope_low, slope_high):
@@ -58,7 +71,8 @@ class CleanGradient:
     X, y : array-like
         Clean training data.
     batch_size : int or None, default=None
-        Rows per batch of the clean pass; ``None`` uses one batch.
+        Rows per batch of the clean pass; ``None`` uses batches of about 2 million
+        input elements (rows times features), so that memory never grows with ``n``.
 
     Attributes
     ----------
@@ -93,7 +107,13 @@ class CleanGradient:
     def __init__(self, objective, X, y, *, batch_size=None):
         self.objective = objective
         self.n_samples = n = len(X)
-        self.loss_sum = objective.loss_gradient_sum(X, y, batch_size=batch_size)
+        rows = clean_batch_rows(n, np.prod(np.shape(X)[1:], dtype=int), batch_size)
+        y = objective.encode_labels(y)
+        # each batch is converted to a tensor on its own: no copy of all of X is made
+        self.loss_sum = sum(
+            objective.loss_gradient_sum(X[sl], y[sl], encoded=True)
+            for sl in batch_slices(n, rows)
+        )
         name = type(objective.estimator).__name__
         dtype = str(objective.dtype).replace("torch.", "")
         if not bool(torch.isfinite(self.loss_sum).all()):

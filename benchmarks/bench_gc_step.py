@@ -1,0 +1,233 @@
+"""Gradient Canceling at the speed limit: step cost, memory, steps to converge, tau's cost.
+
+Prints, in one run (issue 11):
+
+1. seconds of one GC step over ``m`` poison rows divided by one plain torch training
+   step (forward, backward, SGD update) over the same rows, for logistic regression,
+   an MLP and the CNN, with ``batch_size=None`` and a batched run;
+2. the attack's peak resident memory above the data (Linux: ``VmHWM`` after resetting
+   it through ``/proc/self/clear_refs``) at two clean sizes and both batch modes;
+3. steps and seconds each optimizer needs to reach the relative gradient norm that
+   Adam (the default) reaches after ``--adam-steps`` steps, on MNIST logistic
+   regression above tau (a GradPC target scaled to tau <= 0.1, eps_d 0.1) and on a
+   digits MLP above tau, and the final norms below tau against the analyzer's lower
+   bound;
+4. the analyzer's cost: seconds of ``PoisonabilityAnalyzer.fit`` divided by one pass of
+   the clean loss gradient.
+
+Usage::
+
+    SKPOISON_DATA=../shared/data OMP_NUM_THREADS=1 python benchmarks/bench_gc_step.py
+    python benchmarks/bench_gc_step.py --preset issue      # the issue's sizes (slow)
+
+Measured on the shared, loaded 2-core CPU (one thread, float32, torch 2.13, seed 0),
+default (small) preset, about 4.5 minutes in all (sections 1, 2, 4: 32 s)::
+
+    1. GC step / training step   one pass   batch 256
+       logreg  m=1800             3.40       7.86     (train 9.2 ms, GC 31 ms)
+       mlp     m=1800 (hidden 256) 2.59       4.67
+       cnn     m=120              3.02       3.30
+    2. peak RSS above the data (LR, MNIST float32): n=4000: +2.6 MiB (None), +0.0
+       (batch 256); n=16000: +0.0, +0.0 (the allocator reuses memory kept from the
+       previous runs, so these are lower bounds; the test measures growth with n)
+    3. steps (seconds) to Adam's norm after 1000 steps   Adam   L-BFGS  Gauss-Newton(30)
+       MNIST LR n=6000, tau 0.0995, eps_d 0.1 (goal 0.358) 992 (55.8) 57 (9.4)  - (0.523)
+       MNIST LR below tau, eps_d 0.05 (goal 0.478)          990 (34.2) 69 (8.3)  - (0.636)
+       digits MLP hidden 32, tau 0.092, eps_d 0.2 (0.638)   983 (13.6) 21 (0.5)  - (0.679)
+       digits MLP below tau, eps_d 0.046 (goal 0.893)       976 (10.6) 16 (0.2)  - (0.931)
+    4. analyzer fit / one clean pass (LR, n=42000): 0.294 s / 0.243 s = 1.21
+
+Not a test: the numbers depend on the machine and its load.
+"""
+
+import argparse
+import copy
+import math
+import os
+import time
+
+import numpy as np
+import torch
+from sklearn.frozen import FrozenEstimator
+from sklearn.linear_model import LogisticRegression
+
+from skpoison import GradientCanceling, PoisonabilityAnalyzer
+from skpoison.experiments import load_dataset
+from skpoison.models import make_net
+from skpoison.objectives import as_objective
+from skpoison.targets import GradPC, scale_to_threshold
+
+PRESETS = {
+    # rows m per model for the step ratios, clean sizes for memory, MNIST rows for LR
+    "small": dict(m={"logreg": 1800, "mlp": 1800, "cnn": 120}, mlp_hidden=256,
+                  memory_n=(4000, 16000), lr_n=6000, repeats=3),
+    "issue": dict(m={"logreg": 1800, "mlp": 1800, "cnn": 1800}, mlp_hidden=784,
+                  memory_n=(10000, 60000), lr_n=42000, repeats=3),
+}
+
+
+def timed(fn, repeats):
+    fn()
+    start = time.perf_counter()
+    for _ in range(repeats):
+        fn()
+    return (time.perf_counter() - start) / repeats
+
+
+# ------------------------------------------------------------------ 1. step ratios
+def step_ratios(X, y, preset, batch_size):
+    print("1. GC step / training step over the same m rows (seconds per step)")
+    print(f"   {'model':8s} {'m':>5s} {'train':>9s} {'GC one pass':>12s} {'ratio':>6s} "
+          f"{'GC batch ' + str(batch_size):>12s} {'ratio':>6s}")
+    for name in ("logreg", "mlp", "cnn"):
+        m = preset["m"][name]
+        kwargs = {"hidden_size": preset["mlp_hidden"]} if name == "mlp" else {}
+        net = make_net(name, max_epochs=1, random_state=0, device="cpu", **kwargs)
+        net.fit(X[:256], y[:256])
+        objective = as_objective(net, device="cpu", dtype="float32")
+        Xm = objective.as_features(X[:m])
+        ym = objective.encode_labels(y[:m])
+        base = torch.zeros(objective.n_params)
+        module = copy.deepcopy(objective.module).train()
+        for p in module.parameters():
+            p.requires_grad_(True)
+        sgd = torch.optim.SGD(module.parameters(), lr=1e-6)
+
+        def train_step():
+            sgd.zero_grad()
+            objective.loss.per_sample(module(Xm), ym).mean().backward()
+            sgd.step()
+
+        def gc_step(batch):
+            gc = GradientCanceling.__new__(GradientCanceling)
+            gc.batch_size = batch
+            return lambda: gc._canceling_step(objective, Xm, ym, base, m)
+
+        train = timed(train_step, preset["repeats"])
+        one = timed(gc_step(None), preset["repeats"])
+        batched = timed(gc_step(batch_size), preset["repeats"])
+        print(f"   {name:8s} {m:5d} {train:9.4f} {one:12.4f} {one / train:6.2f} "
+              f"{batched:12.4f} {batched / train:6.2f}")
+
+
+# --------------------------------------------------------------------- 2. memory
+def _rss_kib(field):
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(field):
+                return int(line.split()[1])
+    return None
+
+
+def added_peak_mib(fn):
+    """Peak RSS above the current RSS while ``fn`` runs, in MiB (Linux only)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as refs:
+            refs.write("5")
+    except OSError:
+        return math.nan
+    before = _rss_kib("VmRSS:")
+    fn()
+    return (_rss_kib("VmHWM:") - before) / 1024
+
+
+def memory(X, y, preset, batch_size):
+    print("2. GC's peak memory above the data (LR, 10 steps, eps_d 0.1, float32 data)")
+    clf = LogisticRegression(max_iter=50).fit(X[:2000], y[:2000])
+    target = FrozenEstimator(clf)
+    for n in preset["memory_n"]:
+        Xn = np.ascontiguousarray(X[:n], dtype=np.float32)
+        for batch in (None, batch_size):
+            gc = GradientCanceling(target, epsilon_d=0.1, max_iter=10, batch_size=batch,
+                                   random_state=0, device="cpu")
+            peak = added_peak_mib(lambda: gc.fit(Xn, y[:n]))
+            print(f"   n={n:6d} ({Xn.nbytes / 2**20:6.1f} MiB of data) batch_size={batch!s:5s}: "
+                  f"+{peak:7.1f} MiB")
+
+
+# -------------------------------------------------------------- 3. convergence
+def convergence(name, target, X, y, epsilon_d, adam_steps, gn_steps, tau):
+    analyzer = PoisonabilityAnalyzer(target, device="cpu").fit(X, y)
+    runs = {}
+    for optimizer, steps in (("adam", adam_steps), ("lbfgs", adam_steps // 4),
+                             ("gauss-newton", gn_steps)):
+        gc = GradientCanceling(target, epsilon_d=epsilon_d, max_iter=steps, optimizer=optimizer,
+                               random_state=0, device="cpu", tol=0.0)
+        start = time.perf_counter()
+        gc.fit(X, y, clean_gradient=analyzer.clean_)
+        runs[optimizer] = (gc, time.perf_counter() - start)
+    goal = runs["adam"][0].gradient_norm_
+    bound = analyzer.residual_lower_bound(epsilon_d)
+    print(f"   {name}: n={len(X)}, tau={tau:.3g}, eps_d={epsilon_d}, lower bound {bound:.3g}; "
+          f"goal = Adam after {adam_steps} steps: {goal:.3g}")
+    for optimizer, (gc, seconds) in runs.items():
+        hist = np.minimum.accumulate(gc.history_)
+        hits = np.flatnonzero(hist <= goal * (1 + 1e-6))
+        reach = int(hits[0]) + 1 if len(hits) else None
+        share = seconds * (reach / gc.n_iter_) if reach else math.nan
+        print(f"     {optimizer:12s}: {gc.n_iter_:4d} steps {seconds:7.1f} s, final "
+              f"{gc.gradient_norm_:.3g}; reaches goal after "
+              f"{reach if reach else '-'} steps (~{share:.1f} s)")
+
+
+def convergence_all(X, y, preset, adam_steps, gn_steps):
+    print("3. Steps to converge: Adam (default), L-BFGS, Gauss-Newton (Levenberg-Marquardt + CG)")
+    n = preset["lr_n"]
+    Xn, yn = X[:n], y[:n]
+    recipe = GradPC(LogisticRegression(max_iter=200), epsilon_w=1.0, random_state=0,
+                    device="cpu")
+    model, _ = scale_to_threshold(recipe, Xn, yn, 0.1, n_steps=8, device="cpu")
+    target = FrozenEstimator(model)
+    tau = PoisonabilityAnalyzer(target, device="cpu").fit(Xn, yn).threshold_
+    convergence("MNIST LR above tau", target, Xn, yn, 0.1, adam_steps, gn_steps, tau)
+    convergence("MNIST LR below tau", target, Xn, yn, 0.5 * tau, adam_steps, gn_steps, tau)
+
+    Xd, _, yd, _ = load_dataset("digits")
+    net = make_net("mlp", hidden_size=32, max_epochs=30, random_state=0, device="cpu")
+    recipe = GradPC(net, epsilon_w=0.5, random_state=0, device="cpu")
+    model, _ = scale_to_threshold(recipe, Xd, yd, 0.1, n_steps=8, device="cpu")
+    target = FrozenEstimator(model)
+    tau = PoisonabilityAnalyzer(target, device="cpu").fit(Xd, yd).threshold_
+    convergence("digits MLP above tau", target, Xd, yd, 0.2, adam_steps, gn_steps, tau)
+    convergence("digits MLP below tau", target, Xd, yd, 0.5 * tau, adam_steps, gn_steps, tau)
+
+
+# ------------------------------------------------------------------ 4. analyzer
+def analyzer_cost(X, y, repeats):
+    print("4. Analyzer: fit time / one clean loss-gradient pass")
+    clf = LogisticRegression(max_iter=50).fit(X[:2000], y[:2000])
+    objective = as_objective(clf, device="cpu", dtype="float32")
+    one_pass = timed(lambda: objective.loss_gradient_sum(X, y, batch_size=4096), repeats)
+    fit = timed(lambda: PoisonabilityAnalyzer(FrozenEstimator(clf), device="cpu").fit(X, y),
+                repeats)
+    print(f"   LR on n={len(X)}: analyzer {fit:.3f} s, one pass {one_pass:.3f} s, "
+          f"ratio {fit / one_pass:.2f}")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="small")
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--adam-steps", type=int, default=1000)
+    parser.add_argument("--gn-steps", type=int, default=30)
+    parser.add_argument("--sections", default="1234")
+    args = parser.parse_args(argv)
+    torch.manual_seed(0)
+    preset = PRESETS[args.preset]
+    start = time.perf_counter()
+    X, _, y, _ = load_dataset("mnist", random_state=0)
+    X = np.ascontiguousarray(X, dtype=np.float32)
+    print(f"threads: {torch.get_num_threads()}, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}")
+    if "1" in args.sections:
+        step_ratios(X, y, preset, args.batch_size)
+    if "2" in args.sections:
+        memory(X, y, preset, args.batch_size)
+    if "3" in args.sections:
+        convergence_all(X, y, preset, args.adam_steps, args.gn_steps)
+    if "4" in args.sections:
+        analyzer_cost(X, y, preset["repeats"])
+    print(f"total {time.perf_counter() - start:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
