@@ -129,10 +129,16 @@ def make_target(
     GradPC(device='cpu', epsilon_w=1.0, estimator=LogisticRegression(), random_state=0)
     """
     if name in ("gradpc", "scaled-gradpc"):
-        recipe = GradPC(model, epsilon_w=epsilon_w, random_state=random_state, device=device)
+        recipe = GradPC(
+            model, epsilon_w=epsilon_w, random_state=random_state, device=device,
+            **_PROTOCOL_GRADPC[protocol],
+        )
         return recipe if name == "gradpc" else ScaledTarget(recipe, scale=scale)
     if name == "randompc":
-        return RandomPC(model, epsilon_w=epsilon_w, random_state=random_state, device=device)
+        return RandomPC(
+            model, epsilon_w=epsilon_w, random_state=random_state, device=device,
+            relative=_PROTOCOL_GRADPC[protocol]["relative"],
+        )
     if name == "labelflip":
         return LabelFlipTarget(model, flip_fraction=flip_fraction, random_state=random_state)
     raise ValueError(f"Unknown target {name!r}; choose one of {TARGETS}.")
