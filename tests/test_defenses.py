@@ -22,6 +22,7 @@ from skpoison.defenses import InfluenceFilter, MaxUpClassifier, SeverFilter
 from skpoison.models import SeededNeuralNetClassifier
 from skpoison.objectives import as_objective
 from skpoison.targets import GradPC
+from _gradpc_old import old_gradpc
 
 FILTERS = (SeverFilter, InfluenceFilter)
 
@@ -343,7 +344,7 @@ def test_pipeline_gc_sever_grid_search():
     X, y = _gaussian(240)
     pipe = Pipeline([
         ("poison", GradientCanceling(
-            GradPC(LogisticRegression(max_iter=1000), epsilon_w=0.1, random_state=0),
+            old_gradpc(LogisticRegression(max_iter=1000), epsilon_w=0.1, random_state=0),
             max_iter=50, random_state=0, device="cpu",
         )),
         ("filter", SeverFilter(LogisticRegression(max_iter=1000))),
@@ -527,7 +528,7 @@ def test_maxup_is_a_victim_like_any_other():
     assert objective.kind == "cross_entropy" and objective.n_params == 5 * 4 + 4 + 4 * 2 + 2
     analyzer = PoisonabilityAnalyzer(FrozenEstimator(net), device="cpu").fit(X, y)
     assert np.isfinite(analyzer.threshold_)
-    target = GradPC(_tiny_net(MaxUpClassifier, n_augment=2), epsilon_w=0.5, random_state=0)
+    target = old_gradpc(_tiny_net(MaxUpClassifier, n_augment=2), epsilon_w=0.5, random_state=0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         attack = GradientCanceling(
