@@ -248,7 +248,7 @@ def _run(args, subparsers, stages):
     import torch
 
     _check_device(args.device)
-    from .experiments._report import report_to_json
+    from .experiments import format_analyze, report_to_json
 
     torch_threads = torch.get_num_threads()
     torch.set_num_threads(args.threads)
@@ -269,7 +269,7 @@ def _run(args, subparsers, stages):
                     data_home=args.data_home,
                     device=args.device,
                 )
-                return report_to_json(report, indent=2) if args.json else _format_analyze(report)
+                return report_to_json(report, indent=2) if args.json else format_analyze(report)
             from .experiments import attack_report, format_attack_table, write_attack_report
 
             report = attack_report(
@@ -302,24 +302,6 @@ def _run(args, subparsers, stages):
         if not args.quiet:
             print("skpoison: wrote " + ", ".join(written), file=sys.stderr)
     return report_to_json(report, indent=2) if args.json else format_attack_table(report)
-
-
-def _format_analyze(report):
-    lines = [
-        f"dataset {report['dataset']} (train {report['n_train']}, test {report['n_test']}), "
-        f"model {report['model']}, target {report['target']}",
-        f"clean accuracy   {report['clean_accuracy']:.4f}",
-        f"target accuracy  {report['target_accuracy']:.4f}",
-        f"tau              {report['threshold']:.6g}"
-        + ("  (necessary and sufficient)" if report["exact"] else "  (necessary condition)"),
-        f"tau(2)           {report['threshold_binary']:.6g}",
-        "",
-        f"{'eps_d':>8}  {'can reach target':>16}  {'residual lower bound':>20}",
-    ]
-    for b in report["budgets"]:
-        reach = "yes" if b["poisonable"] else "no"
-        lines.append(f"{b['epsilon_d']:>8g}  {reach:>16}  {b['residual_lower_bound']:>20.4g}")
-    return "\n".join(lines)
 
 
 def main(argv=None):

@@ -276,7 +276,7 @@ def no_attack(monkeypatch):
         calls.append(args)
         raise RuntimeError("the protocol should not have started")
 
-    from skpoison.experiments import _attack
+    from skpoison.experiments import _protocol as _attack
 
     monkeypatch.setattr(_attack, "GradientCanceling", refuse)
     monkeypatch.setattr(skpoison.experiments, "attack_report", refuse)
@@ -284,7 +284,7 @@ def no_attack(monkeypatch):
 
 
 def test_budget_too_large_for_memory_fails_before_allocating(monkeypatch, capsys):
-    from skpoison.experiments import _attack
+    from skpoison.experiments import _protocol as _attack
 
     calls = []
     monkeypatch.setattr(_attack, "GradientCanceling", lambda *a, **k: calls.append(a))

@@ -1,15 +1,18 @@
-"""The paper's protocol as code: datasets, victims, targets, reports."""
+"""The paper's protocol as code, split by job.
 
-from ._analyze import analyze_poisonability
-from ._attack import evaluate_attack, evaluate_defense
-from ._reproduce import PRESETS, figure2, figure3, table2, table6
-from ._report import (
-    attack_report,
-    format_attack_table,
-    format_defense_table,
-    write_attack_report,
-)
+- the registry (:mod:`._registry`): named datasets, victims, targets and defenses, each
+  a dict of factories;
+- the protocol (:mod:`._protocol`): :class:`PoisoningProtocol` fits the clean model, the
+  target and ``g(mu)`` once and runs attacks and defenses against them
+  (:func:`evaluate_attack`, :func:`evaluate_defense`);
+- the named jobs of the command line (:mod:`._jobs`) and the paper's experiments
+  (:mod:`._reproduce`);
+- reporting (:mod:`._reporting`): tables, strict JSON, files and figures.
+"""
+
 from ..targets import scale_to_threshold
+from ._jobs import analyze_poisonability, attack_report
+from ._protocol import PoisoningProtocol, evaluate_attack, evaluate_defense
 from ._registry import (
     DATASETS,
     DEFENSES,
@@ -22,6 +25,15 @@ from ._registry import (
     make_model,
     make_target,
 )
+from ._reporting import (
+    format_analyze,
+    format_attack_table,
+    format_defense_table,
+    format_table,
+    report_to_json,
+    write_attack_report,
+)
+from ._reproduce import PRESETS, figure2, figure3, table2, table6
 
 __all__ = [
     "DATASETS",
@@ -30,6 +42,7 @@ __all__ = [
     "PRESETS",
     "PROTOCOLS",
     "TARGETS",
+    "PoisoningProtocol",
     "analyze_poisonability",
     "attack_report",
     "default_epsilon_w",
@@ -37,12 +50,15 @@ __all__ = [
     "evaluate_defense",
     "figure2",
     "figure3",
+    "format_analyze",
     "format_attack_table",
     "format_defense_table",
+    "format_table",
     "load_dataset",
     "make_defense",
     "make_model",
     "make_target",
+    "report_to_json",
     "scale_to_threshold",
     "table2",
     "table6",

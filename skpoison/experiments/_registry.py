@@ -7,7 +7,7 @@ from sklearn.linear_model import LogisticRegression, SGDClassifier
 from sklearn.model_selection import train_test_split
 from sklearn.svm import LinearSVC
 
-from .._choices import DATASETS, DEFENSES, MODELS, TARGETS
+from .._choices import DATASETS, DEFENSES, MODELS, NETS, TARGETS
 from ..datasets import (
     fetch_cifar10,
     fetch_mnist,
@@ -34,8 +34,34 @@ __all__ = [
     "make_target",
 ]
 
-# the image datasets of the paper, split as it does (70% of the official training set)
-_PAPER_DATASETS = ("mnist", "mnist17", "cifar10")
+def _mnist(digits):
+    def load(data_home):
+        return tuple(
+            fetch_mnist(data_home, subset=subset, digits=digits, return_X_y=True)
+            for subset in ("train", "test")
+        )
+
+    return load
+
+
+def _cifar10(data_home):
+    return tuple(
+        fetch_cifar10(data_home, subset=subset, return_X_y=True) for subset in ("train", "test")
+    )
+
+
+# name -> (loader, whether it comes with an official train/test split).  The image
+# datasets of the paper are split as it does: the training part is 70% of the official
+# training set, the test part the official test set; the others are split 70/30.
+_DATASET_LOADERS = {
+    "digits": (lambda random_state: load_digits(return_X_y=True), False),
+    "or": (lambda random_state: make_or(random_state=random_state), False),
+    "gaussian": (lambda random_state: make_gaussian(random_state=random_state), False),
+    "mnist": (_mnist(None), True),
+    "mnist17": (_mnist((1, 7)), True),
+    "cifar10": (_cifar10, True),
+}
+_PAPER_DATASETS = tuple(name for name, (_, official) in _DATASET_LOADERS.items() if official)
 
 # GradPC settings per protocol.  "default" pins the schedule this package used before
 # GradPC followed the paper's released code (relative radius, 100 full-batch steps on
@@ -75,28 +101,16 @@ def load_dataset(name, *, random_state=0, data_home=None, n_train=None, n_test=N
         if value is not None and (isinstance(value, bool) or not isinstance(value, Integral)
                                   or value < 1):
             raise ValueError(f"{label} must be a positive int or None, got {value!r}.")
-    if name in _PAPER_DATASETS:
-        if name == "cifar10":
-            X, y = fetch_cifar10(data_home, subset="train", return_X_y=True)
-            X_test, y_test = fetch_cifar10(data_home, subset="test", return_X_y=True)
-        else:
-            digits = (1, 7) if name == "mnist17" else None
-            X, y = fetch_mnist(data_home, subset="train", digits=digits, return_X_y=True)
-            X_test, y_test = fetch_mnist(
-                data_home, subset="test", digits=digits, return_X_y=True
-            )
+    if name not in _DATASET_LOADERS:
+        raise ValueError(f"Unknown dataset {name!r}; choose one of {DATASETS}.")
+    load, official_split = _DATASET_LOADERS[name]
+    if official_split:
+        (X, y), (X_test, y_test) = load(data_home)
         X_train, _, y_train, _ = train_validation_split(
             X, y, validation_fraction=0.3, random_state=random_state
         )
     else:
-        if name == "digits":
-            X, y = load_digits(return_X_y=True)
-        elif name == "or":
-            X, y = make_or(random_state=random_state)
-        elif name == "gaussian":
-            X, y = make_gaussian(random_state=random_state)
-        else:
-            raise ValueError(f"Unknown dataset {name!r}; choose one of {DATASETS}.")
+        X, y = load(random_state)
         X_train, X_test, y_train, y_test = train_validation_split(
             X, y, validation_fraction=0.3, random_state=random_state
         )
@@ -151,15 +165,22 @@ def make_model(name, *, random_state=0, device="auto", protocol="default", stage
         return paper_victim(
             _PAPER_MODELS[name], stage=stage, random_state=random_state, device=device
         )
-    if name == "logreg":
-        return LogisticRegression(max_iter=1000)
-    if name == "linear-svc":
-        return LinearSVC(max_iter=10000, random_state=random_state)
-    if name == "sgd":
-        return SGDClassifier(loss="log_loss", alpha=1e-4, random_state=random_state)
-    if name in ("nn", "cnn", "resnet18", "resnet34"):
-        return make_net(name, random_state=random_state, device=device)
-    raise ValueError(f"Unknown model {name!r}; choose one of {MODELS}.")
+    if name not in _MODELS:
+        raise ValueError(f"Unknown model {name!r}; choose one of {MODELS}.")
+    return _MODELS[name](name, random_state=random_state, device=device)
+
+
+# name -> factory(name, *, random_state, device) of the unfitted victim
+_MODELS = {
+    "logreg": lambda name, **kw: LogisticRegression(max_iter=1000),
+    "linear-svc": lambda name, *, random_state, device: LinearSVC(
+        max_iter=10000, random_state=random_state
+    ),
+    "sgd": lambda name, *, random_state, device: SGDClassifier(
+        loss="log_loss", alpha=1e-4, random_state=random_state
+    ),
+    **{net: make_net for net in NETS},
+}
 
 
 def default_epsilon_w(model, dataset="mnist"):
@@ -178,7 +199,7 @@ def default_epsilon_w(model, dataset="mnist"):
     >>> default_epsilon_w("logreg", "mnist"), default_epsilon_w("logreg", "digits")
     (1.0, 0.1)
     """
-    if model in ("nn", "cnn", "resnet18", "resnet34") and dataset not in _PAPER_DATASETS:
+    if model in NETS and dataset not in _PAPER_DATASETS:
         return 0.01  # nets: 0.1 already gives tau far above 1 on digits
     if dataset == "or":
         return 0.5  # two features: 0.1 leaves the target with every OR point right
@@ -210,20 +231,41 @@ def make_target(
     """
     if protocol not in PROTOCOLS:
         raise ValueError(f"Unknown protocol {protocol!r}; choose one of {PROTOCOLS}.")
-    if name in ("gradpc", "scaled-gradpc"):
-        recipe = GradPC(
-            model, epsilon_w=epsilon_w, random_state=random_state, device=device,
-            **_PROTOCOL_GRADPC[protocol],
-        )
-        return recipe if name == "gradpc" else ScaledTarget(recipe, scale=scale)
-    if name == "randompc":
-        return RandomPC(
-            model, epsilon_w=epsilon_w, random_state=random_state, device=device,
-            relative=_PROTOCOL_GRADPC[protocol]["relative"],
-        )
-    if name == "labelflip":
-        return LabelFlipTarget(model, flip_fraction=flip_fraction, random_state=random_state)
-    raise ValueError(f"Unknown target {name!r}; choose one of {TARGETS}.")
+    if name not in _TARGETS:
+        raise ValueError(f"Unknown target {name!r}; choose one of {TARGETS}.")
+    return _TARGETS[name](
+        model,
+        random_state=random_state,
+        epsilon_w=epsilon_w,
+        flip_fraction=flip_fraction,
+        scale=scale,
+        device=device,
+        protocol=protocol,
+    )
+
+
+def _gradpc(model, *, random_state, epsilon_w, device, protocol, **_):
+    return GradPC(
+        model, epsilon_w=epsilon_w, random_state=random_state, device=device,
+        **_PROTOCOL_GRADPC[protocol],
+    )
+
+
+# name -> factory(model, *, random_state, epsilon_w, flip_fraction, scale, device,
+# protocol) of the unfitted target recipe
+_TARGETS = {
+    "gradpc": _gradpc,
+    "scaled-gradpc": lambda model, *, scale, **kw: ScaledTarget(
+        _gradpc(model, **kw), scale=scale
+    ),
+    "randompc": lambda model, *, random_state, epsilon_w, device, protocol, **_: RandomPC(
+        model, epsilon_w=epsilon_w, random_state=random_state, device=device,
+        relative=_PROTOCOL_GRADPC[protocol]["relative"],
+    ),
+    "labelflip": lambda model, *, random_state, flip_fraction, **_: LabelFlipTarget(
+        model, flip_fraction=flip_fraction, random_state=random_state
+    ),
+}
 
 
 def accuracy(model, X, y):
@@ -244,8 +286,10 @@ def make_defense(name, model, *, random_state=0, device="auto"):
     >>> make_defense("sever", LogisticRegression(), device="cpu")
     SeverFilter(device='cpu', estimator=LogisticRegression(), random_state=0)
     """
-    if name == "sever":
-        return SeverFilter(model, random_state=random_state, device=device)
-    if name == "influence":
-        return InfluenceFilter(model, random_state=random_state, device=device)
-    raise ValueError(f"Unknown defense {name!r}; choose one of {DEFENSES}.")
+    if name not in _DEFENSES:
+        raise ValueError(f"Unknown defense {name!r}; choose one of {DEFENSES}.")
+    return _DEFENSES[name](model, random_state=random_state, device=device)
+
+
+# name -> filter class (each takes the victim, random_state and device)
+_DEFENSES = {"sever": SeverFilter, "influence": InfluenceFilter}

@@ -22,6 +22,7 @@ from ..datasets import fetch_mnist, make_gaussian, normalize_mnist, train_valida
 from ..models import paper_victim
 from ..targets import GradPC, LabelFlipTarget
 from ..utils import atomic_write
+from ._reporting import format_table
 
 __all__ = ["PRESETS", "figure2", "figure3", "table2", "table6"]
 
@@ -58,24 +59,10 @@ def _accuracy(model, X, y):
 
 
 # ----------------------------------------------------------------------- tables
-def _cell(value):
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)
-
-
-def format_table(columns, rows, *, markdown=False):
-    """Rows (dicts) as an aligned text table or a Markdown table."""
-    cells = [[_cell(row.get(c, "")) for c in columns] for row in rows]
-    if markdown:
-        lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-        lines += ["| " + " | ".join(r) + " |" for r in cells]
-        return "\n".join(lines)
-    widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(columns)]
-    lines = ["  ".join(c.rjust(w) for c, w in zip(columns, widths))]
-    lines.append("  ".join("-" * w for w in widths))
-    lines += ["  ".join(v.rjust(w) for v, w in zip(r, widths)) for r in cells]
-    return "\n".join(lines)
+def _table(result, *, markdown=False):
+    columns = result["columns"]
+    cells = [[row.get(c, "") for c in columns] for row in result["rows"]]
+    return format_table(columns, cells, markdown=markdown)
 
 
 def _write(result, output, name, figure=None):
@@ -85,8 +72,8 @@ def _write(result, output, name, figure=None):
     folder = Path(output)
     paths = [folder / f"{name}.json", folder / f"{name}.md", folder / f"{name}.txt"]
     atomic_write(paths[0], json.dumps(result, indent=2, default=float) + "\n")
-    atomic_write(paths[1], format_table(result["columns"], result["rows"], markdown=True) + "\n")
-    atomic_write(paths[2], format_table(result["columns"], result["rows"]) + "\n")
+    atomic_write(paths[1], _table(result, markdown=True) + "\n")
+    atomic_write(paths[2], _table(result) + "\n")
     if figure is not None:
         buffer = io.BytesIO()
         figure.savefig(buffer, format="png", dpi=120, bbox_inches="tight")

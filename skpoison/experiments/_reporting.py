@@ -1,18 +1,45 @@
-"""The main job: the attack table for a named dataset, model and target."""
+"""Reporting: the protocol's results as tables (text and Markdown, via ``tabulate``),
+strict JSON, files and figures."""
 
+import io
 import json
 import math
-import time
 from pathlib import Path
 
-from sklearn.frozen import FrozenEstimator
+from tabulate import tabulate
 
 from ..utils import atomic_write
-from ._attack import evaluate_attack, evaluate_defense
-from ._registry import default_epsilon_w, load_dataset, make_defense, make_model, make_target
-from ..targets import scale_to_threshold
 
-__all__ = ["attack_report", "format_attack_table", "format_defense_table", "write_attack_report"]
+__all__ = [
+    "format_analyze",
+    "format_attack_table",
+    "format_defense_table",
+    "format_table",
+    "report_to_json",
+    "write_attack_report",
+]
+
+
+def format_table(columns, cells, *, markdown=False):
+    """Rows of cells (strings, or numbers shown to 4 significant digits) as a
+    right-aligned text table or a Markdown table.
+
+    Examples
+    --------
+    >>> from skpoison.experiments import format_table
+    >>> print(format_table(["eps_d", "accuracy"], [["0.1", "95.2"], ["1", "80.0"]]))
+    eps_d    accuracy
+      0.1        95.2
+        1        80.0
+    """
+    cells = [[f"{v:.4g}" if isinstance(v, float) else str(v) for v in row] for row in cells]
+    return tabulate(
+        cells,
+        headers=list(columns),
+        tablefmt="pipe" if markdown else "plain",
+        stralign="right",
+        disable_numparse=True,
+    )
 
 
 def _strict(value):
@@ -32,132 +59,6 @@ def report_to_json(report, **kwargs):
     ``inf``: no budget reaches the target) are written as the strings ``"inf"``,
     ``"-inf"`` and ``"nan"``, never as the non-standard ``Infinity`` or ``NaN``."""
     return json.dumps(_strict(report), allow_nan=False, **kwargs)
-
-
-def attack_report(
-    dataset="digits",
-    model="logreg",
-    *,
-    target="gradpc",
-    epsilon_w=None,
-    target_threshold=None,
-    epsilon_d=(0.03, 0.1, 1.0, "tau"),
-    max_iter=1000,
-    clip=None,
-    defense=None,
-    random_state=0,
-    data_home=None,
-    n_train=None,
-    n_test=None,
-    device="auto",
-    progress=None,
-    verbose=0,
-):
-    """Run the paper's protocol on a named dataset and return the attack table.
-
-    Clean fit, target (GradPC with the paper's ``epsilon_w`` by default), threshold,
-    Gradient Canceling at each ``eps_d``, retraining of the victim on clean plus
-    poison, test accuracy.
-
-    Parameters
-    ----------
-    dataset, model, target : str
-        Names from :data:`DATASETS`, :data:`MODELS`, :data:`TARGETS`.
-    epsilon_w : float or None
-        Parameter budget of the GradPC/RandomPC target; ``None`` uses
-        :func:`default_epsilon_w` (the paper's protocol on MNIST).
-    target_threshold : float or None
-        When set, the target is scaled down (same predictions) until its tau is at
-        most this value, with :func:`scale_to_threshold` (appendix C.8 of the paper).
-    epsilon_d : sequence of float or "tau", default=(0.03, 0.1, 1.0, "tau")
-        Poison budgets.
-    max_iter : int, default=1000
-        Gradient Canceling steps per budget.
-    clip : {"data"} or None
-        ``"data"`` runs GC-c (poison clipped to the clean data's range).
-    defense : {"sever", "influence"} or None
-        The defense table instead (paper, Tables 3 and 10): GC and GC-c at each
-        budget, each also after the named filter (GC-d, GC-cd), which removes as many
-        rows as there are poison points; ``clip`` must then be ``None``.  See
-        :func:`evaluate_defense` for the rows.
-    random_state : int, default=0
-    data_home : str or None
-        Folder of the MNIST or CIFAR-10 files.
-    n_train, n_test : int or None
-        Keep a seeded stratified subsample of that many training (attacked) and
-        test rows, see :func:`load_dataset`; None keeps them all.
-    device : str, default="auto"
-    progress : callable or None
-        Called with a message at each stage.
-    verbose : int, default=0
-        Passed to :class:`~skpoison.attacks.GradientCanceling`: when positive, a
-        progress bar over the steps of each attack.
-
-    Returns
-    -------
-    report : dict
-        The settings, ``clean_accuracy``, ``target_accuracy``, ``threshold``,
-        ``threshold_binary``, ``rows`` and ``histories`` (see
-        :func:`evaluate_attack`) and the total ``seconds``.
-
-    Examples
-    --------
-    >>> from skpoison.experiments import attack_report
-    >>> report = attack_report("or", "logreg", epsilon_d=[1.0], max_iter=100)
-    >>> sorted(report["rows"][0])[:3]
-    ['accuracy', 'accuracy_drop', 'converged']
-    """
-    start = time.perf_counter()
-    epsilon_w = default_epsilon_w(model, dataset) if epsilon_w is None else float(epsilon_w)
-    if progress is not None:
-        progress(f"loading {dataset}")
-    X_train, X_test, y_train, y_test = load_dataset(
-        dataset, random_state=random_state, data_home=data_home, n_train=n_train, n_test=n_test
-    )
-    victim = make_model(model, random_state=random_state, device=device)
-    recipe = make_target(
-        target, victim, random_state=random_state, epsilon_w=epsilon_w, device=device
-    )
-    scale = 1.0
-    if target_threshold is not None:
-        if progress is not None:
-            progress(f"scaling the target to tau <= {target_threshold:g}")
-        scaled, scale = scale_to_threshold(
-            recipe, X_train, y_train, target_threshold, device=device
-        )
-        recipe = FrozenEstimator(scaled)
-    attack_params = {"max_iter": max_iter, "clip": clip, "device": device, "verbose": verbose}
-    if defense is None:
-        result = evaluate_attack(
-            X_train, y_train, X_test, y_test, victim, recipe,
-            epsilon_d=epsilon_d, attack_params=attack_params,
-            random_state=random_state, progress=progress,
-        )
-    else:
-        if clip is not None:
-            raise ValueError(
-                "clip and defense: the defense table runs GC both without and with "
-                "clipping; leave clip=None."
-            )
-        filt = make_defense(defense, victim, random_state=random_state, device=device)
-        result = evaluate_defense(
-            X_train, y_train, X_test, y_test, victim, recipe, filt,
-            epsilon_d=epsilon_d, attack_params=attack_params,
-            random_state=random_state, progress=progress,
-        )
-    result.update(
-        dataset=dataset,
-        model=model,
-        target=target,
-        epsilon_w=epsilon_w,
-        target_scale=scale,
-        clip=clip,
-        defense=defense,
-        n_train=int(len(X_train)),
-        n_test=int(len(X_test)),
-        seconds=time.perf_counter() - start,
-    )
-    return result
 
 
 def format_attack_table(report, *, markdown=False):
@@ -198,14 +99,7 @@ def format_attack_table(report, *, markdown=False):
         ]
         for r in report["rows"]
     ]
-    if markdown:
-        lines = [head, "", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-        lines += ["| " + " | ".join(c) + " |" for c in cells]
-        return "\n".join(lines)
-    widths = [max([len(col)] + [len(c[i]) for c in cells]) for i, col in enumerate(columns)]
-    lines = [head, "", "  ".join(col.rjust(w) for col, w in zip(columns, widths))]
-    lines += ["  ".join(c.rjust(w) for c, w in zip(cell, widths)) for cell in cells]
-    return "\n".join(lines)
+    return head + "\n\n" + format_table(columns, cells, markdown=markdown)
 
 
 def _defense_cells(report):
@@ -253,14 +147,7 @@ def format_defense_table(report, *, markdown=False):
         "accuracy drop in % (negative: the accuracy rose)"
     )
     columns, cells = _defense_cells(report)
-    if markdown:
-        lines = [head, "", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-        lines += ["| " + " | ".join(c) + " |" for c in cells]
-        return "\n".join(lines)
-    widths = [max([len(col)] + [len(c[i]) for c in cells]) for i, col in enumerate(columns)]
-    lines = [head, "", "  ".join(col.rjust(w) for col, w in zip(columns, widths))]
-    lines += ["  ".join(c.rjust(w) for c, w in zip(cell, widths)) for cell in cells]
-    return "\n".join(lines)
+    return head + "\n\n" + format_table(columns, cells, markdown=markdown)
 
 
 def write_attack_report(report, folder):
@@ -294,8 +181,6 @@ def write_attack_report(report, folder):
             "pip install 'skpoison[plot]')"
         )
         return written
-    import io
-
     fig, ax = plt.subplots(figsize=(6, 4))
     for label, curve in report["histories"].items():
         ax.semilogy(range(1, len(curve) + 1), curve, label=f"eps_d = {label}")
@@ -309,3 +194,36 @@ def write_attack_report(report, folder):
     atomic_write(folder / "gradient_norms.png", buffer.getvalue())
     written.append(str(folder / "gradient_norms.png"))
     return written
+
+
+def format_analyze(report):
+    """The poisonability report of :func:`analyze_poisonability` as text.
+
+    Examples
+    --------
+    >>> from skpoison.experiments import format_analyze
+    >>> report = {"dataset": "or", "model": "logreg", "target": "gradpc", "n_train": 140,
+    ...           "n_test": 60, "clean_accuracy": 1.0, "target_accuracy": 0.5,
+    ...           "threshold": 0.5, "exact": True, "threshold_binary": 0.5,
+    ...           "budgets": [{"epsilon_d": 1.0, "poisonable": True,
+    ...                        "residual_lower_bound": 0.0}]}
+    >>> print(format_analyze(report).splitlines()[-1])
+        1                 yes                       0
+    """
+    head = [
+        f"dataset {report['dataset']} (train {report['n_train']}, test {report['n_test']}), "
+        f"model {report['model']}, target {report['target']}",
+        f"clean accuracy   {report['clean_accuracy']:.4f}",
+        f"target accuracy  {report['target_accuracy']:.4f}",
+        f"tau              {report['threshold']:.6g}"
+        + ("  (necessary and sufficient)" if report["exact"] else "  (necessary condition)"),
+        f"tau(2)           {report['threshold_binary']:.6g}",
+        "",
+    ]
+    cells = [
+        [f"{b['epsilon_d']:g}", "yes" if b["poisonable"] else "no",
+         f"{b['residual_lower_bound']:.4g}"]
+        for b in report["budgets"]
+    ]
+    table = format_table(["eps_d", "can reach target", "residual lower bound"], cells)
+    return "\n".join(head) + "\n" + table

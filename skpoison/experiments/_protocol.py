@@ -1,4 +1,10 @@
-"""The paper's protocol: clean fit -> target -> tau -> GC at each eps_d -> retrain -> table."""
+"""The paper's protocol: clean fit -> target -> tau -> attack at each eps_d -> retrain.
+
+:class:`PoisoningProtocol` fits the clean victim, the target and the clean gradient
+``g(mu)`` once, and runs Gradient Canceling (and a defense) against them at as many
+budgets and boxes as asked; :func:`evaluate_attack` and :func:`evaluate_defense` are its
+two tables.
+"""
 
 import os
 import time
@@ -14,7 +20,7 @@ from ..targets import resolve_target
 from ..utils import projection_box
 from ._registry import accuracy
 
-__all__ = ["MAX_TAU_BUDGET", "evaluate_attack", "evaluate_defense"]
+__all__ = ["MAX_TAU_BUDGET", "PoisoningProtocol", "evaluate_attack", "evaluate_defense"]
 
 #: The "tau" budget is skipped above this ratio: the poison would outnumber the clean
 #: data tenfold (and need that much memory), far from a poisoning attack.
@@ -72,6 +78,170 @@ def _budgets(epsilon_d, threshold):
         if not any(abs(eps - v) <= 1e-4 * v for v in values):
             values.append(eps)
     return values
+
+
+class PoisoningProtocol:
+    """The clean model, the target and ``g(mu)``, fitted once; attacks run against them.
+
+    Parameters
+    ----------
+    X_train, y_train : array-like
+        Clean training data (what the attacker and the victim see).
+    X_test, y_test : array-like
+        Held-out data for the accuracies.
+    victim : estimator
+        Unfitted victim, refitted on clean data and on each poisoned set.
+    target : estimator
+        Target recipe (e.g. :class:`~skpoison.targets.GradPC`) or a frozen fitted model.
+    device, dtype, batch_size
+        Of the threshold computations (and of every attack, which must use the same).
+    progress : callable or None
+        Called with a message at the start of each stage.
+
+    Attributes
+    ----------
+    clean_model_ : estimator
+        The victim fitted on the clean data.
+    clean_accuracy_, target_accuracy_ : float
+        Test accuracies of the clean model and of the target.
+    target_ : estimator
+        The fitted target model (frozen for the attacks).
+    clean_ : CleanGradient
+        The clean side of the target on the clean data, shared by every attack.
+
+    Examples
+    --------
+    >>> from sklearn.linear_model import LogisticRegression
+    >>> from skpoison.experiments import PoisoningProtocol, load_dataset
+    >>> from skpoison.targets import LabelFlipTarget
+    >>> X_train, X_test, y_train, y_test = load_dataset("gaussian")
+    >>> protocol = PoisoningProtocol(
+    ...     X_train, y_train, X_test, y_test, LogisticRegression(),
+    ...     LabelFlipTarget(LogisticRegression(), flip_fraction=0.5, random_state=0),
+    ...     device="cpu").fit()
+    >>> result = protocol.attack([1.0], attack_params={"max_iter": 200})
+    >>> result["rows"][0]["accuracy"] < protocol.clean_accuracy_
+    True
+    """
+
+    def __init__(
+        self, X_train, y_train, X_test, y_test, victim, target, *,
+        device="auto", dtype="float32", batch_size=None, progress=None,
+    ):
+        self.X_train, self.y_train = X_train, y_train
+        self.X_test, self.y_test = X_test, y_test
+        self.victim = victim
+        self.target = target
+        self.device, self.dtype, self.batch_size = device, dtype, batch_size
+        self.progress = progress
+
+    def _stage(self, message):
+        if self.progress is not None:
+            self.progress(message)
+
+    def _analyzer_params(self):
+        return {"device": self.device, "dtype": self.dtype, "batch_size": self.batch_size}
+
+    def fit(self):
+        """Fit the clean victim, build the target and compute ``g(mu)``; returns self."""
+        self._stage("fitting the clean victim")
+        self.clean_model_ = clone(self.victim).fit(self.X_train, self.y_train)
+        self.clean_accuracy_ = accuracy(self.clean_model_, self.X_test, self.y_test)
+        # the target is built once and frozen, so every budget attacks the same model
+        self._stage("building the target")
+        self.target_ = resolve_target(self.target, self.X_train, self.y_train)
+        self.target_accuracy_ = accuracy(self.target_, self.X_test, self.y_test)
+        self._frozen = FrozenEstimator(self.target_)
+        self._stage("computing tau")
+        analyzer = PoisonabilityAnalyzer(self._frozen, **self._analyzer_params())
+        self.clean_ = analyzer.fit(self.X_train, self.y_train).clean_
+        self._analyzers = {}
+        return self
+
+    def analyzer(self, feature_range=None, clip=None):
+        """The fitted analyzer for poison in the box ``feature_range``/``clip`` (the
+        attacks' own box), sharing the protocol's ``g(mu)``."""
+        X = check_array(self.X_train, dtype=[np.float64, np.float32])
+        box = projection_box(X, feature_range, clip)
+        key = None if box is None else (box[0].tobytes(), box[1].tobytes())
+        if key not in self._analyzers:
+            self._analyzers[key] = PoisonabilityAnalyzer(
+                self._frozen, feature_range=box, **self._analyzer_params()
+            ).fit(self.X_train, self.y_train, clean_gradient=self.clean_)
+        return self._analyzers[key]
+
+    def attack(self, epsilon_d=(0.03, 0.1, 1.0, "tau"), *, attack_params=None, defense=None,
+               random_state=0):
+        """Gradient Canceling at each budget, the victim retrained on each poisoned set.
+
+        Parameters are those of :func:`evaluate_attack`, which returns the same dict.
+        """
+        attack_params = dict(attack_params or {})
+        for name, value in self._analyzer_params().items():
+            attack_params.setdefault(name, value)
+        # numeric budgets are checked before anything runs; "tau" once it is known
+        for eps in _budgets([e for e in epsilon_d if not isinstance(e, str)], np.inf):
+            _check_poison_fits(eps, self.X_train)
+        analyzer = self.analyzer(attack_params.get("feature_range"), attack_params.get("clip"))
+        rows, histories = [], {}
+        for eps in _budgets(epsilon_d, analyzer.threshold_):
+            _check_poison_fits(eps, self.X_train)
+            rows.append(self._attack_one(eps, attack_params, defense, random_state, histories))
+        return {
+            "clean_accuracy": self.clean_accuracy_,
+            "target_accuracy": self.target_accuracy_,
+            "threshold": analyzer.threshold_,
+            "threshold_binary": analyzer.threshold_binary_,
+            "exact": analyzer.exact_,
+            "rows": rows,
+            "histories": histories,
+        }
+
+    def _attack_one(self, eps, attack_params, defense, random_state, histories):
+        X_train, y_train = self.X_train, self.y_train
+        self._stage(f"Gradient Canceling at eps_d = {eps:.4g}")
+        start = time.perf_counter()
+        attack = GradientCanceling(
+            self._frozen, epsilon_d=eps, random_state=random_state, **attack_params
+        )
+        X_mixed, y_mixed = attack.fit_resample(X_train, y_train, clean_gradient=self.clean_)
+        self._stage(f"retraining the victim at eps_d = {eps:.4g}")
+        retrained = clone(self.victim).fit(X_mixed, y_mixed)
+        acc = accuracy(retrained, self.X_test, self.y_test)
+        defended = {}
+        if defense is not None:
+            self._stage(f"filtering and retraining at eps_d = {eps:.4g}")
+            # as many rows removed as there are poison points (the paper's protocol)
+            filt = clone(defense).set_params(removal_fraction=attack.n_poison_ / len(X_mixed))
+            X_kept, y_kept = filt.fit_resample(X_mixed, y_mixed)
+            acc_defended = accuracy(clone(self.victim).fit(X_kept, y_kept), self.X_test,
+                                    self.y_test)
+            defended = {
+                "accuracy_defended": acc_defended,
+                "accuracy_drop_defended": self.clean_accuracy_ - acc_defended,
+                "poison_removed": float(np.mean(filt.removed_indices_ >= len(X_train))),
+            }
+        histories[f"{eps:.4g}"] = attack.history_.tolist()
+        return {
+            "epsilon_d": eps,
+            "n_poison": attack.n_poison_,
+            "accuracy": acc,
+            "accuracy_drop": self.clean_accuracy_ - acc,
+            "gradient_norm": attack.gradient_norm_,
+            "lower_bound": float(
+                attack.analyzer_.residual_lower_bound(attack.n_poison_ / len(X_train))
+            ),
+            "converged": attack.converged_,
+            **defended,
+            "seconds": time.perf_counter() - start,
+        }
+
+
+def _protocol(X_train, y_train, X_test, y_test, victim, target, attack_params, progress):
+    params = {k: attack_params[k] for k in ("device", "dtype", "batch_size") if k in attack_params}
+    return PoisoningProtocol(
+        X_train, y_train, X_test, y_test, victim, target, progress=progress, **params
+    ).fit()
 
 
 def evaluate_attack(
@@ -145,83 +315,15 @@ def evaluate_attack(
     True
     """
     attack_params = dict(attack_params or {})
-
-    def stage(message):
-        if progress is not None:
-            progress(message)
-
-    # numeric budgets are checked before anything runs; "tau" once it is known
+    # numeric budgets are checked before anything runs
     for eps in _budgets([e for e in epsilon_d if not isinstance(e, str)], np.inf):
         _check_poison_fits(eps, X_train)
-    stage("fitting the clean victim")
-    clean = clone(victim).fit(X_train, y_train)
-    clean_accuracy = accuracy(clean, X_test, y_test)
-    # the target is built once and frozen, so every budget attacks the same model
-    stage("building the target")
-    target_model = resolve_target(target, X_train, y_train)
-    frozen = FrozenEstimator(target_model)
-    # tau for poison in the attacks' own box, and g(mu) computed once for all budgets
-    X_checked = check_array(X_train, dtype=[np.float64, np.float32])
-    box = projection_box(
-        X_checked, attack_params.get("feature_range"), attack_params.get("clip")
+    protocol = _protocol(
+        X_train, y_train, X_test, y_test, victim, target, attack_params, progress
     )
-    stage("computing tau")
-    analyzer = PoisonabilityAnalyzer(
-        frozen,
-        feature_range=box,
-        **{k: attack_params[k] for k in ("device", "dtype", "batch_size") if k in attack_params},
-    ).fit(X_train, y_train)
-    rows, histories = [], {}
-    for eps in _budgets(epsilon_d, analyzer.threshold_):
-        _check_poison_fits(eps, X_train)
-        stage(f"Gradient Canceling at eps_d = {eps:.4g}")
-        start = time.perf_counter()
-        attack = GradientCanceling(
-            frozen, epsilon_d=eps, random_state=random_state, **attack_params
-        )
-        X_mixed, y_mixed = attack.fit_resample(
-            X_train, y_train, clean_gradient=analyzer.clean_
-        )
-        stage(f"retraining the victim at eps_d = {eps:.4g}")
-        retrained = clone(victim).fit(X_mixed, y_mixed)
-        acc = accuracy(retrained, X_test, y_test)
-        defended = {}
-        if defense is not None:
-            stage(f"filtering and retraining at eps_d = {eps:.4g}")
-            # as many rows removed as there are poison points (the paper's protocol)
-            filt = clone(defense).set_params(removal_fraction=attack.n_poison_ / len(X_mixed))
-            X_kept, y_kept = filt.fit_resample(X_mixed, y_mixed)
-            acc_defended = accuracy(clone(victim).fit(X_kept, y_kept), X_test, y_test)
-            defended = {
-                "accuracy_defended": acc_defended,
-                "accuracy_drop_defended": clean_accuracy - acc_defended,
-                "poison_removed": float(np.mean(filt.removed_indices_ >= len(X_train))),
-            }
-        rows.append(
-            {
-                "epsilon_d": eps,
-                "n_poison": attack.n_poison_,
-                "accuracy": acc,
-                "accuracy_drop": clean_accuracy - acc,
-                "gradient_norm": attack.gradient_norm_,
-                "lower_bound": float(
-                    attack.analyzer_.residual_lower_bound(attack.n_poison_ / len(X_train))
-                ),
-                "converged": attack.converged_,
-                **defended,
-                "seconds": time.perf_counter() - start,
-            }
-        )
-        histories[f"{eps:.4g}"] = attack.history_.tolist()
-    return {
-        "clean_accuracy": clean_accuracy,
-        "target_accuracy": accuracy(target_model, X_test, y_test),
-        "threshold": analyzer.threshold_,
-        "threshold_binary": analyzer.threshold_binary_,
-        "exact": analyzer.exact_,
-        "rows": rows,
-        "histories": histories,
-    }
+    return protocol.attack(
+        epsilon_d, attack_params=attack_params, defense=defense, random_state=random_state
+    )
 
 
 def evaluate_defense(
@@ -290,17 +392,21 @@ def evaluate_defense(
     ['gc', 'gc_c', 'gc_cd', 'gc_d']
     """
     attack_params = {k: v for k, v in (attack_params or {}).items() if k != "clip"}
-    if progress is not None:
-        progress("building the target")
-    frozen = FrozenEstimator(resolve_target(target, X_train, y_train))
+    for eps in _budgets([e for e in epsilon_d if not isinstance(e, str)], np.inf):
+        _check_poison_fits(eps, X_train)
+    protocol = _protocol(
+        X_train, y_train, X_test, y_test, victim, target, attack_params, progress
+    )
+    # one list of budgets for both runs: "tau" is the threshold of unclipped poison
+    budgets = _budgets(
+        epsilon_d, protocol.analyzer(attack_params.get("feature_range")).threshold_
+    )
     runs = {}
     for clip in (None, "data"):
-        if progress is not None:
-            progress("GC-c (clipped to the data range)" if clip else "GC (no clipping)")
-        runs[clip] = evaluate_attack(
-            X_train, y_train, X_test, y_test, victim, frozen,
-            epsilon_d=epsilon_d, attack_params={**attack_params, "clip": clip},
-            defense=defense, random_state=random_state, progress=progress,
+        protocol._stage("GC-c (clipped to the data range)" if clip else "GC (no clipping)")
+        runs[clip] = protocol.attack(
+            budgets, attack_params={**attack_params, "clip": clip}, defense=defense,
+            random_state=random_state,
         )
     plain, clipped = runs[None], runs["data"]
     rows = []
