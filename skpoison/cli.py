@@ -186,6 +186,12 @@ class _Stages:
             file=sys.stderr, leave=True,
         )
 
+    def abort(self):
+        """Close the bar where it stands (interrupted or failed)."""
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
     def close(self):
         if self._bar is not None:
             self._bar.update(1)
@@ -343,9 +349,8 @@ def main(argv=None):
 
 
 def _close(stages):
-    if stages is not None and stages._bar is not None:
-        stages._bar.close()
-        stages._bar = None
+    if stages is not None:
+        stages.abort()
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -13,8 +13,7 @@ from sklearn.utils.validation import validate_data
 
 from ..objectives import as_objective
 from ..targets import TargetRecipe
-from ..targets._label_flip import _flip_labels
-from ..utils import NumberInterval
+from ..utils import NumberInterval, flip_labels
 from ._base import PoisonSampler, fit_analyzer, n_poison_points
 
 __all__ = ["LabelFlipAttack"]
@@ -184,7 +183,7 @@ class LabelFlipAttack(PoisonSampler):
         losses = None
         if self.strategy == "adversarial":
             losses = self._clean_losses(X, y, classes)
-        rows, labels = _flip_labels(y, n_poison, rng, classes=classes, losses=losses)
+        rows, labels = flip_labels(y, n_poison, rng, classes=classes, losses=losses)
         self.flip_indices_ = rows
         self._set_poison(X[rows], labels)
         self.analyzer_ = None

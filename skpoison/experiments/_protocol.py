@@ -403,7 +403,8 @@ def evaluate_defense(
     )
     runs = {}
     for clip in (None, "data"):
-        protocol._stage("GC-c (clipped to the data range)" if clip else "GC (no clipping)")
+        if progress is not None:
+            progress("GC-c (clipped to the data range)" if clip else "GC (no clipping)")
         runs[clip] = protocol.attack(
             budgets, attack_params={**attack_params, "clip": clip}, defense=defense,
             random_state=random_state,

@@ -3,6 +3,7 @@
 from ._batches import batch_slices
 from ._device import resolve_device, resolve_dtype, to_tensor
 from ._io import atomic_write
+from ._labels import flip_labels
 from ._validation import (
     NumberInterval,
     check_feature_names,
@@ -20,6 +21,7 @@ __all__ = [
     "check_feature_names",
     "check_range",
     "class_indices",
+    "flip_labels",
     "is_fitted",
     "is_torch_net",
     "projection_box",
