@@ -76,24 +76,18 @@ class ResidualMap:
 
     def residual_and_gradient(self, X):
         """``r(X)`` and ``J^T r(X)``, the gradient of ``0.5 ||r||^2`` in ``X``."""
-        objective, n = self.objective, self.n_samples
-        slices = self._slices(len(X))
-        if len(slices) == 1:
-            grad_x, total = objective.poison_feature_gradient(
-                X, self.y, lambda s: self.base + s / n, encoded=True
-            )
-            return self.base + total / n, grad_x / n
-        r = self.residual(X)
-        return r, self.vjp(X, r)
+        n = self.n_samples
+        grad_x, total = self.objective.poison_feature_gradient(
+            X, self.y, lambda s: self.base + s / n, encoded=True, batch_size=self.batch_size
+        )
+        return self.base + total / n, grad_x.div_(n)
 
     def vjp(self, X, u):
         """``J^T u``: the feature gradient of ``<u, r(X)>``, shaped like ``X``."""
-        parts = [
-            self.objective.poison_feature_gradient(X[b], self.y[b], u, encoded=True)[0]
-            for b in self._slices(len(X))
-        ]
-        out = parts[0] if len(parts) == 1 else torch.cat(parts)
-        return out.div_(self.n_samples)
+        grad_x, _ = self.objective.poison_feature_gradient(
+            X, self.y, u, encoded=True, batch_size=self.batch_size
+        )
+        return grad_x.div_(self.n_samples)
 
     def _gradient_sum_map(self, y):
         """``X_b -> sum_j grad_w l(x_j, y_j; w)`` as a flat vector, for ``torch.func``."""
