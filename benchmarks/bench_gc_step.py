@@ -60,18 +60,26 @@ from skpoison.targets import GradPC, scale_to_threshold
 PRESETS = {
     # rows m per model for the step ratios, clean sizes for memory, MNIST rows for LR
     "small": dict(m={"logreg": 1800, "mlp": 1800, "cnn": 120}, mlp_hidden=256,
-                  memory_n=(4000, 16000), lr_n=6000, repeats=3),
+                  memory_n=(4000, 16000), lr_n=6000, repeats=5),
     "issue": dict(m={"logreg": 1800, "mlp": 1800, "cnn": 1800}, mlp_hidden=784,
                   memory_n=(10000, 60000), lr_n=42000, repeats=3),
 }
 
 
 def timed(fn, repeats):
+    """Best of ``repeats`` calls (after a warm-up), in process CPU seconds.
+
+    CPU time (all threads, kernel time included) and the best of several calls make
+    the ratios stable on a shared, loaded machine, where wall time mostly measures
+    the other processes.
+    """
     fn()
-    start = time.perf_counter()
+    best = math.inf
     for _ in range(repeats):
+        start = time.process_time()
         fn()
-    return (time.perf_counter() - start) / repeats
+        best = min(best, time.process_time() - start)
+    return best
 
 
 # ------------------------------------------------------------------ 1. step ratios
