@@ -360,9 +360,10 @@ class Objective:
             Whether ``y`` comes from :meth:`encode_labels` already.
         batch_size : int or None, default=None
             Rows per batch (``None``: one batch); the result does not depend on it.
-            With a callable ``direction`` and several batches, affine models keep
-            the ``(m, k)`` output derivatives between their two stages, other models
-            make two passes (the gradient sum first, without a graph).
+            With a callable ``direction`` and several batches, other models make two
+            passes (the gradient sum first, without a graph).  Affine models ignore
+            it: their closed form holds no temporary larger than ``(m, 2 k)`` for
+            ``k`` outputs, so one batch already has memory bounded like a batch.
 
         Returns
         -------
@@ -373,7 +374,7 @@ class Objective:
         X = self.as_features(X).detach()
         y = self._labels(y, encoded)
         if self._affine is not None:
-            return self._affine_feature_gradient(X, y, direction, batch_size)
+            return self._affine_feature_gradient(X, y, direction)
         slices = list(batch_slices(len(X), batch_size))
         if len(slices) == 1:
             return self._autograd_feature_gradient(X, y, direction)
@@ -407,38 +408,27 @@ class Objective:
         (grad_x,) = torch.autograd.grad(product, X, materialize_grads=True)
         return grad_x, gradient_sum
 
-    def _affine_feature_gradient(self, X, y, direction, batch_size):
+    def _affine_feature_gradient(self, X, y, direction):
         """:meth:`poison_feature_gradient` in closed form for ``h = X W^T + b``.
 
-        Stage 1 streams the outputs, keeps ``g`` and the Hessian products per batch
-        (``(m, k)`` tensors) and sums ``g^T X``; stage 2 streams
-        ``[g, H s] @ [R_W; W]`` with ``s = X R_W^T + r_b``.
+        Four products with ``X`` and ``(m, k)`` temporaries only: ``h = X W^T + b``,
+        the gradient sum ``g^T X``, ``s = X R_W^T + r_b`` and
+        ``grad_x = g R_W + (H s) W``.
         """
         weight, bias = self._affine
         W = self.params[weight]
         b = None if bias is None else self.params[bias]
-        slices = list(batch_slices(len(X), batch_size))
-        grad_W = torch.zeros_like(W)
-        grad_b = None if b is None else torch.zeros_like(b)
-        stage = []
-        for sl in slices:
-            h = X[sl] @ W.T if b is None else torch.addmm(b, X[sl], W.T)
-            g, hessian_product = self.loss.output_derivatives(h, y[sl])
-            grad_W.addmm_(g.T, X[sl])
-            if b is not None:
-                grad_b += g.sum(dim=0)
-            stage.append((g, hessian_product))
-        parts = {weight: grad_W, bias: grad_b}
+        h = X @ W.T if b is None else torch.addmm(b, X, W.T)
+        g, hessian_product = self.loss.output_derivatives(h, y)
+        parts = {weight: g.T @ X}
+        if b is not None:
+            parts[bias] = g.sum(dim=0)
         gradient_sum = torch.cat([parts[k].reshape(-1) for k in self.params])
         r = direction(gradient_sum) if callable(direction) else direction
         split = self.unflatten(r)
         R_W = split[weight]
-        stacked = torch.cat([R_W, W])
-        grad_x = torch.empty_like(X)
-        for sl, (g, hessian_product) in zip(slices, stage):
-            s = X[sl] @ R_W.T if b is None else torch.addmm(split[bias], X[sl], R_W.T)
-            torch.mm(torch.cat([g, hessian_product(s)], dim=1), stacked, out=grad_x[sl])
-        return grad_x, gradient_sum
+        s = X @ R_W.T if b is None else torch.addmm(split[bias], X, R_W.T)
+        return (g @ R_W).addmm_(hessian_product(s), W), gradient_sum
 
     # ------------------------------------------------------------ threshold data
     def output_ranges(self, feature_range):
