@@ -972,3 +972,86 @@ def test_objective_does_not_touch_the_estimator(gaussian, net_ce, or_data):
         module.train(original)
     for key, value in module.state_dict().items():
         assert torch.equal(value, before[key]), key
+
+
+def _affine_cases():
+    from skorch import NeuralNetClassifier
+
+    from skpoison.models import LogisticRegressionNet
+    from skpoison.objectives import LinearModule
+
+    rng = np.random.RandomState(0)
+    X = rng.normal(size=(60, 5))
+    y2 = (X[:, 0] + 0.5 * rng.normal(size=60) > 0).astype(int)
+    y3 = np.digitize(X[:, 1] + 0.3 * rng.normal(size=60), [-0.5, 0.5])
+    yr = X @ rng.normal(size=(5, 2)) + rng.normal(size=(60, 2))
+    cases = [
+        ("logistic binary", LogisticRegression(), y2),
+        ("logistic multinomial", LogisticRegression(), y3),
+        ("logistic one-vs-rest", SGDClassifier(loss="log_loss", random_state=0), y3),
+        ("hinge binary", LinearSVC(), y2),
+        ("squared hinge one-vs-rest", LinearSVC(loss="squared_hinge"), y3),
+        ("modified huber", SGDClassifier(loss="modified_huber", random_state=0), y3),
+        ("squared margin", RidgeClassifier(), y3),
+        ("squared regression", Ridge(), yr),
+        ("squared regression, one output", LinearRegression(), yr[:, 0]),
+    ]
+    out = [(name, fit_quiet(est, X, y), y) for name, est, y in cases]
+    net = NeuralNetClassifier(
+        LogisticRegressionNet, module__n_features=5, module__n_classes=3, max_epochs=3,
+        criterion=torch.nn.CrossEntropyLoss, train_split=None, verbose=0,
+    )
+    out.append(("LogisticRegressionNet", net.fit(X.astype(np.float32), y3), y3))
+    module = LinearModule(5, 1, fit_intercept=False)
+    params = {"coef": torch.as_tensor(rng.normal(size=(1, 5)))}
+    exponential = Objective(module, params, loss=BinaryMarginLoss("exponential"),
+                            classes=np.array([0, 1]), fit_intercept=False, linear=True, **F64)
+    out.append(("exponential, no intercept", exponential, y2))
+    return X, out
+
+
+def test_affine_feature_gradient_matches_autograd():
+    # the closed form of affine models against the double backward, for every linear
+    # loss, in the one-pass (callable residual) and batched forms
+    X, cases = _affine_cases()
+    rng = np.random.RandomState(1)
+    for name, est, y in cases:
+        obj = est if isinstance(est, Objective) else as_objective(est, **F64)
+        assert obj._affine is not None, name
+        generic = copy.copy(obj)
+        generic._affine = None
+        Xp = X[:17] + rng.normal(size=(17, 5))
+        yp = obj.encode_labels(y[:17])
+        base = torch.as_tensor(rng.normal(size=obj.n_params))
+
+        def direction(s):
+            return base + s / 7.0
+
+        expected, expected_sum = generic.poison_feature_gradient(Xp, yp, direction, encoded=True)
+        assert float(expected.norm()) > 0, name
+        for batch_size in (None, 5):
+            got, got_sum = obj.poison_feature_gradient(
+                Xp, yp, direction, encoded=True, batch_size=batch_size
+            )
+            np.testing.assert_allclose(got_sum.numpy(), expected_sum.numpy(), rtol=1e-10,
+                                       atol=1e-10, err_msg=name)
+            np.testing.assert_allclose(got.numpy(), expected.numpy(), rtol=1e-6,
+                                       atol=1e-9 * float(expected.abs().max()), err_msg=name)
+        # a fixed residual, batched: the generic batched form agrees too
+        fixed = obj.poison_feature_gradient(Xp, yp, base, encoded=True, batch_size=4)[0]
+        np.testing.assert_allclose(
+            fixed.numpy(),
+            generic.poison_feature_gradient(Xp, yp, base, encoded=True, batch_size=4)[0].numpy(),
+            rtol=1e-6, atol=1e-9 * float(fixed.abs().max()), err_msg=name,
+        )
+
+
+def test_generic_batched_feature_gradient_is_exact(net_wd, or_data):
+    # a net: two passes in batches give the one-batch result and gradient sum
+    X, y = or_data
+    obj = as_objective(net_wd, **F64)
+    base = torch.as_tensor(np.random.RandomState(2).normal(size=obj.n_params))
+    one, one_sum = obj.poison_feature_gradient(X[:11], y[:11], lambda s: base + s)
+    two, two_sum = obj.poison_feature_gradient(X[:11], y[:11], lambda s: base + s, batch_size=3)
+    np.testing.assert_allclose(two_sum.numpy(), one_sum.numpy(), rtol=1e-10)
+    np.testing.assert_allclose(two.numpy(), one.numpy(), rtol=1e-8, atol=1e-12)

@@ -265,23 +265,11 @@ class GradientCanceling(PoisonSampler):
         With ``mask``, ``r`` keeps only the chosen blocks (zeros elsewhere).
         """
         cut = (lambda v: v) if mask is None else (lambda v: v * mask)
-        if self.batch_size is None or self.batch_size >= len(X_p):
-            grad_x, gradient_sum = objective.poison_feature_gradient(
-                X_p, y_p, lambda s: cut(base + s / n), encoded=True
-            )
-            return cut(base + gradient_sum / n), grad_x / n
-        # pass 1: the poison gradient sum, no graph kept
-        residual = cut(base + objective.loss_gradient_sum(
-            X_p, y_p, batch_size=self.batch_size, encoded=True
-        ) / n)
-        # pass 2: per batch, the feature gradient of <r, sum_j grad_w l(z_j)>
-        grad_x = torch.cat(
-            [
-                objective.poison_feature_gradient(X_p[b], y_p[b], residual, encoded=True)[0]
-                for b in batch_slices(len(X_p), self.batch_size)
-            ]
+        # with batch_size: exact in bounded memory (see Objective.poison_feature_gradient)
+        grad_x, gradient_sum = objective.poison_feature_gradient(
+            X_p, y_p, lambda s: cut(base + s / n), encoded=True, batch_size=self.batch_size
         )
-        return residual, grad_x / n
+        return cut(base + gradient_sum / n), grad_x.div_(n)
 
     # ---------------------------------------------------------------------- fit
     @_fit_context(prefer_skip_nested_validation=False)
@@ -381,7 +369,7 @@ class GradientCanceling(PoisonSampler):
                 objective, X_p.detach(), y_encoded, base, n, mask
             )
             value = float(residual.norm()) * to_relative
-            if not (math.isfinite(value) and bool(torch.isfinite(grad_x).all())):
+            if not (math.isfinite(value) and _all_finite(grad_x)):
                 self._store(best_X, y_poison, indices, history, best_value, step, False)
                 if step == 0:  # no step taken yet: the target, not the step size
                     raise FloatingPointError(
@@ -488,6 +476,11 @@ def _non_finite_error(step, best_value):
         f"{step}; the best finite poison so far (relative gradient norm "
         f"{best_value:.3g}) is kept in X_poison_. Lower lr or use dtype='float64'."
     )
+
+
+def _all_finite(tensor):
+    """Whether every entry is finite: one sum, and an exact check only if it is not."""
+    return math.isfinite(float(tensor.sum())) or bool(torch.isfinite(tensor).all())
 
 
 def _mean_feature_std(X, rows=4096):

@@ -120,6 +120,10 @@ class LogisticRegressionNet(nn.Module):
     torch.Size([5, 3])
     """
 
+    #: Its outputs are ``X @ linear.weight.T + linear.bias``: objectives of this
+    #: module use the closed-form poison-feature gradient of affine models.
+    affine_parameters = ("linear.weight", "linear.bias")
+
     def __init__(self, n_features=784, n_classes=10, dtype=None):
         super().__init__()
         self.n_features = int(n_features)

@@ -17,10 +17,14 @@ from sklearn.exceptions import DataConversionWarning
 from torch.func import functional_call, grad, vmap
 
 from ..utils import batch_slices, class_indices, resolve_device, resolve_dtype, to_tensor
+from ..utils._allocator import keep_freed_memory
 from ._losses import TrainingLoss
 from ._penalty import Penalty
 
 __all__ = ["Objective"]
+
+# gradient work allocates and frees large buffers every step: keep them for reuse
+keep_freed_memory()
 
 
 class Objective:
@@ -111,6 +115,7 @@ class Objective:
         self._sizes = [v.numel() for v in self.params.values()]
         self._offsets = dict(zip(self.params, np.cumsum([0] + self._sizes[:-1]).tolist()))
         self.groups = self._group_indices(groups)
+        self._affine = self._affine_parameters()
 
     @property
     def kind(self):
@@ -165,6 +170,26 @@ class Objective:
             out[name] = flat[start : start + size].reshape(shape)
             start += size
         return out
+
+    def _affine_parameters(self):
+        """``(weight, bias or None)`` names when ``module`` is ``X @ weight.T + bias``.
+
+        True for the linear adapters (``linear=True``), :class:`torch.nn.Linear` and
+        modules declaring an ``affine_parameters`` attribute (such as
+        :class:`skpoison.models.LogisticRegressionNet`); ``None`` otherwise.
+        """
+        if self.linear:
+            names = ("coef", "intercept")
+        elif isinstance(self.module, torch.nn.Linear):
+            names = ("weight", "bias")
+        else:
+            names = getattr(self.module, "affine_parameters", None)
+            if names is None:
+                return None
+        weight, bias = names
+        if weight not in self.params or set(self.params) - {weight, bias}:
+            return None
+        return weight, (bias if bias in self.params else None)
 
     def _group_indices(self, groups):
         """Flat index tensors of the head parameters of each threshold group."""
@@ -310,12 +335,19 @@ class Objective:
         grads = vmap(grad(single), in_dims=(None, 0, 0))(dict(self.params), X, y)
         return torch.cat([grads[k].reshape(len(X), -1) for k in self.params], dim=1)
 
-    def poison_feature_gradient(self, X, y, direction, *, encoded=False):
+    def poison_feature_gradient(self, X, y, direction, *, encoded=False, batch_size=None):
         """``grad_X <r, sum_j grad_w l(z_j; w)>`` for poison rows ``(X, y)``.
 
         This is equation (34) of the paper without its ``1/n`` factor: the gradient of
         the canceling residual's inner product with respect to each poison feature
         vector, exact for any batch of rows since the sum is additive.
+
+        Affine models (linear adapters, :class:`torch.nn.Linear`,
+        :class:`~skpoison.models.LogisticRegressionNet`) use a closed form: with
+        outputs ``h_j = W x_j + b``, ``g_j = dl/dh_j`` and ``H_j = d^2 l / dh_j^2``
+        (:meth:`TrainingLoss.output_derivatives`), the gradient for row ``j`` is
+        ``R_W^T g_j + W^T H_j (R_W x_j + r_b)`` where ``(R_W, r_b)`` is ``r`` split
+        like ``(W, b)``.  Other models differentiate twice with autograd.
 
         Parameters
         ----------
@@ -323,9 +355,15 @@ class Objective:
             Poison rows.
         direction : tensor or callable
             The residual ``r``, or a function mapping the (detached) gradient sum of
-            these rows to ``r`` (one pass: ``r`` computed from the same forward pass).
+            these rows to ``r`` (computed from the same rows; called once).
         encoded : bool, default=False
             Whether ``y`` comes from :meth:`encode_labels` already.
+        batch_size : int or None, default=None
+            Rows per batch (``None``: one batch); the result does not depend on it.
+            With a callable ``direction`` and several batches, other models make two
+            passes (the gradient sum first, without a graph).  Affine models ignore
+            it: their closed form holds no temporary larger than ``(m, 2 k)`` for
+            ``k`` outputs, so one batch already has memory bounded like a batch.
 
         Returns
         -------
@@ -333,8 +371,29 @@ class Objective:
         gradient_sum : tensor of shape (n_params,)
             ``sum_j grad_w l(z_j; w)`` over these rows (detached).
         """
-        X = self.as_features(X).detach().requires_grad_(True)
+        X = self.as_features(X).detach()
         y = self._labels(y, encoded)
+        if self._affine is not None:
+            return self._affine_feature_gradient(X, y, direction)
+        slices = list(batch_slices(len(X), batch_size))
+        if len(slices) == 1:
+            return self._autograd_feature_gradient(X, y, direction)
+        if callable(direction):  # pass 1: the gradient sum, no graph kept
+            gradient_sum = self.loss_gradient_sum(X, y, batch_size=batch_size, encoded=True)
+            direction = direction(gradient_sum)
+        else:
+            gradient_sum = None
+        grad_x = torch.empty_like(X)
+        total = torch.zeros(self.n_params, device=self.device, dtype=self.dtype)
+        for sl in slices:
+            grad_x[sl], part = self._autograd_feature_gradient(X[sl], y[sl], direction)
+            if gradient_sum is None:
+                total += part
+        return grad_x, (total if gradient_sum is None else gradient_sum)
+
+    def _autograd_feature_gradient(self, X, y, direction):
+        """One batch of :meth:`poison_feature_gradient` by double backward."""
+        X = X.requires_grad_(True)
         params = self._grad_params()
         losses = self.loss.per_sample(functional_call(self.module, params, (X,)), y)
         grads = torch.autograd.grad(
@@ -348,6 +407,28 @@ class Objective:
             return torch.zeros_like(X), gradient_sum
         (grad_x,) = torch.autograd.grad(product, X, materialize_grads=True)
         return grad_x, gradient_sum
+
+    def _affine_feature_gradient(self, X, y, direction):
+        """:meth:`poison_feature_gradient` in closed form for ``h = X W^T + b``.
+
+        Four products with ``X`` and ``(m, k)`` temporaries only: ``h = X W^T + b``,
+        the gradient sum ``g^T X``, ``s = X R_W^T + r_b`` and
+        ``grad_x = g R_W + (H s) W``.
+        """
+        weight, bias = self._affine
+        W = self.params[weight]
+        b = None if bias is None else self.params[bias]
+        h = X @ W.T if b is None else torch.addmm(b, X, W.T)
+        g, hessian_product = self.loss.output_derivatives(h, y)
+        parts = {weight: g.T @ X}
+        if b is not None:
+            parts[bias] = g.sum(dim=0)
+        gradient_sum = torch.cat([parts[k].reshape(-1) for k in self.params])
+        r = direction(gradient_sum) if callable(direction) else direction
+        split = self.unflatten(r)
+        R_W = split[weight]
+        s = X @ R_W.T if b is None else torch.addmm(split[bias], X, R_W.T)
+        return (g @ R_W).addmm_(hessian_product(s), W), gradient_sum
 
     # ------------------------------------------------------------ threshold data
     def output_ranges(self, feature_range):

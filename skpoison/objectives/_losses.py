@@ -52,6 +52,32 @@ class TrainingLoss:
         """Per-sample losses for outputs ``h`` of shape ``(m, k)`` and encoded labels ``y``."""
         raise NotImplementedError
 
+    def output_derivatives(self, h, y):
+        """First derivative of the loss in the outputs, and its second derivative's product.
+
+        For outputs ``h`` of shape ``(m, k)`` and encoded labels ``y``, returns
+        ``g = d l(h_j, y_j) / d h_j`` row by row (shape ``(m, k)``, detached) and a
+        function ``s -> H s`` mapping ``(m, k)`` directions to the per-row products
+        with the Hessians ``H_j = d^2 l(h_j, y_j) / d h_j^2``.  Affine models use them
+        for the closed-form poison-feature gradient (:meth:`Objective.poison_feature_gradient`).
+
+        This default differentiates :meth:`per_sample` with autograd on the ``(m, k)``
+        outputs only; subclasses give closed forms.
+        """
+        h = h.detach().requires_grad_(True)
+        with torch.enable_grad():
+            (g,) = torch.autograd.grad(self.per_sample(h, y).sum(), h, create_graph=True)
+
+        def hessian_product(s):
+            if not g.requires_grad:  # piecewise-linear losses: no curvature
+                return torch.zeros_like(s)
+            (out,) = torch.autograd.grad(
+                g, h, grad_outputs=s, retain_graph=True, materialize_grads=True
+            )
+            return out
+
+        return g.detach(), hessian_product
+
     def group_bounds(self, ranges, n_groups, *, n_outputs, n_classes=None, label_range=None):
         """Bounds ``(a, b)`` of ``<h, grad_h l>`` for one point, per threshold group.
 
@@ -103,6 +129,23 @@ class BinaryMarginLoss(TrainingLoss):
     def per_sample(self, h, y):
         return self.spec.loss(y * h[:, 0])
 
+    def _margin_derivatives(self, t):
+        """``l'(t)`` and ``l''(t)`` elementwise, by autograd on the margin loss itself
+        (so kinks follow the same conventions as the loss's autograd gradient)."""
+        t = t.detach().requires_grad_(True)
+        with torch.enable_grad():
+            (first,) = torch.autograd.grad(self.spec.loss(t).sum(), t, create_graph=True)
+            if not first.requires_grad:  # hinge: piecewise linear
+                return first.detach(), torch.zeros_like(first)
+            (second,) = torch.autograd.grad(first.sum(), t, materialize_grads=True)
+        return first.detach(), second
+
+    def output_derivatives(self, h, y):
+        # l(y h): dl/dh = y l'(y h), d2l/dh2 = y^2 l''(y h) = l''(y h) for y in {-1, +1}
+        y = y.reshape(-1, 1) if y.dim() == 1 else y
+        first, second = self._margin_derivatives(y * h.detach())
+        return y * first, lambda s: second * s
+
     def _bounds(self, ranges, k):
         if ranges is None:
             return self.spec.a, self.spec.b
@@ -153,6 +196,20 @@ class CrossEntropyLoss(TrainingLoss):
     def encode(self, index, n_classes, *, device, dtype):
         return torch.as_tensor(index, dtype=torch.long, device=device)
 
+    def output_derivatives(self, h, y):
+        if self.log_probabilities:
+            return super().output_derivatives(h, y)
+        # softmax cross-entropy: g = p - onehot(y), H s = p * s - p <p, s>
+        p = torch.softmax(h.detach(), dim=1)
+        g = p.clone()
+        g[torch.arange(len(y), device=g.device), y] -= 1.0
+
+        def hessian_product(s):
+            ps = p * s
+            return ps.sub_(p * ps.sum(dim=1, keepdim=True))
+
+        return g, hessian_product
+
     def per_sample(self, h, y):
         if not self.log_probabilities:
             return F.cross_entropy(h, y, reduction="none")
@@ -193,6 +250,9 @@ class SquaredLoss(TrainingLoss):
 
     def per_sample(self, h, y):
         return 0.5 * ((h - y) ** 2).sum(dim=1)
+
+    def output_derivatives(self, h, y):
+        return h.detach() - y, lambda s: s
 
     def group_bounds(self, ranges, n_groups, *, n_outputs, n_classes=None, label_range=None):
         if label_range is None:
