@@ -14,6 +14,7 @@ from tqdm.auto import tqdm
 
 from .._poisonability import PoisonabilityAnalyzer
 from ..utils import NumberInterval, batch_slices, projection_box
+from ..utils._allocator import keep_freed_memory
 from ._base import PoisonSampler, is_regressor_target, n_poison_points
 from ._least_squares import ResidualMap, lbfgs, levenberg_marquardt
 
@@ -292,6 +293,8 @@ class GradientCanceling(PoisonSampler):
         -------
         self : GradientCanceling
         """
+        # every step allocates and frees large autograd buffers: keep them for reuse
+        keep_freed_memory()
         X_given = X
         X, y = validate_data(self, X, y, dtype=[np.float64, np.float32], y_numeric=False)
         if type_of_target(y) == "continuous" and not is_regressor_target(self.target):

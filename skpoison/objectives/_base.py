@@ -17,14 +17,10 @@ from sklearn.exceptions import DataConversionWarning
 from torch.func import functional_call, grad, vmap
 
 from ..utils import batch_slices, class_indices, resolve_device, resolve_dtype, to_tensor
-from ..utils._allocator import keep_freed_memory
 from ._losses import TrainingLoss
 from ._penalty import Penalty
 
 __all__ = ["Objective"]
-
-# gradient work allocates and frees large buffers every step: keep them for reuse
-keep_freed_memory()
 
 
 class Objective:

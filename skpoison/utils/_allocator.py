@@ -9,7 +9,8 @@ and raises ``M_TRIM_THRESHOLD`` to 2 GiB, so freed buffers stay in the heap and 
 reused.  The peak memory does not grow; memory freed after a peak is kept by the
 process (up to the trim threshold) instead of being returned to the system.
 
-skpoison calls it once when :mod:`skpoison.objectives` is imported.  It does nothing
+skpoison calls it when a Gradient Canceling attack starts (importing skpoison leaves
+the C library's settings alone).  It does nothing
 outside Linux with glibc, and nothing when the environment variable
 ``SKPOISON_KEEP_MALLOC`` is set to ``1`` (keep the C library's defaults).
 """
