@@ -8,6 +8,8 @@ single-process run.  float64 keeps the different summation order harmless.
 
 import os
 import pickle
+import subprocess
+import sys
 import numpy as np
 import pytest
 import torch
@@ -17,8 +19,11 @@ from sklearn.datasets import make_classification
 from sklearn.frozen import FrozenEstimator
 from sklearn.linear_model import LogisticRegression
 
-from skpoison import PoisonabilityAnalyzer
+import skpoison
+import skpoison.experiments
+from skpoison import PoisonabilityAnalyzer, cli
 from skpoison.attacks import GradientCanceling
+from skpoison.cli import main
 from skpoison.utils._distributed import (
     all_gather_rows,
     all_reduce_sum,
@@ -172,3 +177,76 @@ def test_gradient_canceling_equals_one_process(ranks, single, case):
         assert got["X_mixed"].shape == (N_ROWS + n_poison, 5)
         np.testing.assert_allclose(got["X_mixed"], expected["X_mixed"], rtol=1e-5, atol=1e-8)
         np.testing.assert_array_equal(got["y_mixed"], expected["y_mixed"])
+
+
+# ---------------------------------------------------------------- command line
+
+DIGITS = ["attack", "--dataset", "digits", "--max-iter", "20", "--epsilon-d", "0.1", "--quiet"]
+
+
+def test_torchrun_attack_prints_the_one_process_table(capsys):
+    """``torchrun --nproc_per_node=2 -m skpoison attack``: one table, the same numbers.
+
+    The command line runs in float32, where the two processes' sums round
+    differently from one process's (relative 1e-7): the poison then differs in its
+    last bits, and the retrained victim may classify one test point differently.  So
+    the accuracy is compared to within one test point and every other printed number
+    (tau, budget, poison count, gradient norm, lower bound) exactly; the seconds are
+    wall time.
+    """
+    assert main(DIGITS) == 0
+    expected = capsys.readouterr().out.splitlines()
+    root = os.path.dirname(os.path.dirname(skpoison.__file__))
+    env = dict(os.environ, OMP_NUM_THREADS="1",
+               PYTHONPATH=os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]))
+    env.pop("WORLD_SIZE", None)
+    done = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone",
+         f"--nproc_per_node={WORLD_SIZE}", "-m", "skpoison", *DIGITS],
+        capture_output=True, text=True, env=env, timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    got = done.stdout.splitlines()
+    assert len(got) == len(expected) == 4  # rank 1 printed nothing
+    assert got[:3] == expected[:3]  # the report line (tau, tau(2)) and the header
+    one_point = 100 / 540 + 0.01  # one of the 540 test rows, in printed percent
+    eps, n_poison, acc, drop, norm, bound, _ = got[3].split()
+    eps1, n_poison1, acc1, drop1, norm1, bound1, _ = expected[3].split()
+    assert (eps, n_poison, norm, bound) == (eps1, n_poison1, norm1, bound1)
+    assert abs(float(acc) - float(acc1)) <= one_point
+    assert abs(float(drop) - float(drop1)) <= one_point
+
+
+def test_other_ranks_neither_print_nor_write(monkeypatch, tmp_path, capsys):
+    monkeypatch.setattr(cli, "_init_distributed", lambda args: (1, False))
+    folder = tmp_path / "run"
+    argv = ["attack", "--dataset", "or", "--epsilon-w", "0.5", "--max-iter", "5",
+            "--epsilon-d", "0.05", "--output", str(folder)]
+    assert main(argv) == 0
+    assert capsys.readouterr() == ("", "")
+    assert not folder.exists()
+    # rank 0 prints and writes
+    monkeypatch.setattr(cli, "_init_distributed", lambda args: (0, False))
+    assert main(argv) == 0
+    out, err = capsys.readouterr()
+    assert "0.05" in out and "wrote" in err and (folder / "results.json").exists()
+
+
+def test_other_ranks_name_themselves_in_errors(monkeypatch, capsys):
+    monkeypatch.setattr(cli, "_init_distributed", lambda args: (1, False))
+
+    def failing(*args, **kwargs):
+        raise ValueError("bad things")
+
+    monkeypatch.setattr(skpoison.experiments, "attack_report", failing)
+    assert main(DIGITS) == 1
+    assert capsys.readouterr().err == "skpoison (rank 1): error: bad things\n"
+
+
+def test_attack_help_says_how_to_launch_on_several_processes(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["attack", "--help"])
+    assert info.value.code == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "torchrun --nproc_per_node=2 -m skpoison attack" in out
+    assert "rank 0 alone prints" in out
