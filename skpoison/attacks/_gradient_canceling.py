@@ -57,6 +57,12 @@ class GradientCanceling(PoisonSampler):
     clean data followed by the poison, so inside :class:`imblearn.pipeline.Pipeline`
     the poison is injected at fit time only and prediction sees clean data.
 
+    Under ``torch.distributed`` (a process group initialised, e.g. by ``torchrun``),
+    every rank calls :meth:`fit` on the same data: the clean and poison rows are
+    split into one block per rank, the gradient sums are all-reduced and the poison
+    blocks all-gathered, so each rank ends with the single-process ``X_poison_`` up
+    to summation order (first-order optimizers only; see :ref:`scaling`).
+
     Parameters
     ----------
     target : estimator
