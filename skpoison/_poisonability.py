@@ -34,6 +34,12 @@ class PoisonabilityAnalyzer(BaseEstimator):
     ``A = -a``.  One-vs-rest models take the largest threshold of their binary
     problems.
 
+    Under ``torch.distributed`` (a process group initialised, e.g. by ``torchrun``),
+    every rank calls :meth:`fit` on the same data; each sums the clean gradient over
+    its own block of rows and the sums are all-reduced, so all ranks get the same
+    threshold (see :ref:`scaling`).  :meth:`gradient_norm` stays local to the
+    calling process.
+
     Parameters
     ----------
     target : estimator

@@ -123,6 +123,10 @@ def build_parser():
         description="The paper's main job: clean victim, target, tau, Gradient "
         "Canceling at each budget, victim retrained on clean plus poison data, test "
         "accuracies.",
+        epilog="On several processes (data-parallel tau and Gradient Canceling over "
+        "torch.distributed: gloo on CPU, NCCL with one GPU per process), launch it with "
+        "torchrun, e.g. 'torchrun --nproc_per_node=2 -m skpoison attack ...' on one node; "
+        "every process runs the job, rank 0 alone prints and writes --output.",
         formatter_class=formatter,
     )
     _add_common(attack)
@@ -310,15 +314,46 @@ def _run(args, subparsers, stages):
     return report_to_json(report, indent=2) if args.json else format_attack_table(report)
 
 
+def _init_distributed(args):
+    """Join the process group ``torchrun`` describes (``WORLD_SIZE > 1``).
+
+    Returns the rank, and whether this call created the group (which :func:`main`
+    then destroys).  Without ``torchrun`` (or with one process) nothing is imported:
+    ``(0, False)``.
+    """
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return 0, False
+    import torch
+    import torch.distributed as dist
+
+    created = not dist.is_initialized()
+    if created:
+        use_cuda = args.device != "cpu" and torch.cuda.is_available()
+        if use_cuda:
+            if ":" in args.device:
+                raise ValueError(
+                    f"--device {args.device}: under torchrun each process takes the GPU of "
+                    "its LOCAL_RANK; use --device auto or cuda."
+                )
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        dist.init_process_group("nccl" if use_cuda else "gloo")  # torchrun's env://
+    return dist.get_rank(), created
+
+
 def main(argv=None):
     """Run the ``skpoison`` command; returns the exit status."""
     parser = build_parser()
     subparsers = _subparsers(parser)
     args = parser.parse_args(argv)
+    rank, created = 0, False
     stages = None if args.quiet or not sys.stderr.isatty() else _Stages()
     try:
+        rank, created = _init_distributed(args)
+        if rank:  # under torchrun every rank runs the job; rank 0 alone reports
+            stages, args.output, args.quiet = None, None, True
         out = _run(args, subparsers, stages)
-        print(out, flush=True)
+        if not rank:
+            print(out, flush=True)
     except KeyboardInterrupt:
         _close(stages)
         print("skpoison: interrupted", file=sys.stderr)
@@ -343,8 +378,14 @@ def main(argv=None):
         else:
             message = f"{type(exc).__name__}: {exc}"
         message = " ".join(message.split())  # one line
-        print(f"skpoison: error: {message}", file=sys.stderr)
+        where = f" (rank {rank})" if rank else ""
+        print(f"skpoison{where}: error: {message}", file=sys.stderr)
         return 1
+    finally:
+        if created:
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
     return 0
 
 

@@ -15,6 +15,14 @@ from tqdm.auto import tqdm
 from .._poisonability import PoisonabilityAnalyzer
 from ..utils import NumberInterval, batch_slices, projection_box
 from ..utils._allocator import keep_freed_memory
+from ..utils._distributed import (
+    all_gather_rows,
+    all_reduce_sum,
+    any_rank,
+    shard_counts,
+    shard_slice,
+    world,
+)
 from ._base import PoisonSampler, is_regressor_target, n_poison_points
 from ._least_squares import ResidualMap, lbfgs, levenberg_marquardt
 
@@ -49,6 +57,12 @@ class GradientCanceling(PoisonSampler):
     It is a *sampler* in the imbalanced-learn sense: :meth:`fit_resample` returns the
     clean data followed by the poison, so inside :class:`imblearn.pipeline.Pipeline`
     the poison is injected at fit time only and prediction sees clean data.
+
+    Under ``torch.distributed`` (a process group initialised, e.g. by ``torchrun``),
+    every rank calls :meth:`fit` on the same data: the clean and poison rows are
+    split into one block per rank, the gradient sums are all-reduced and the poison
+    blocks all-gathered, so each rank ends with the single-process ``X_poison_`` up
+    to summation order (first-order optimizers only; see :ref:`scaling`).
 
     Parameters
     ----------
@@ -264,13 +278,23 @@ class GradientCanceling(PoisonSampler):
         """Residual ``r`` and ``grad_X 0.5||r||^2`` at poison ``X_p`` (exact).
 
         With ``mask``, ``r`` keeps only the chosen blocks (zeros elsewhere).
+        Under ``torch.distributed``, ``X_p`` and ``y_p`` are this rank's poison rows:
+        their gradient sum is all-reduced into the residual (one collective per step),
+        and ``grad_x`` covers this rank's rows.
         """
         cut = (lambda v: v) if mask is None else (lambda v: v * mask)
+        found = {}
+
+        def direction(gradient_sum):
+            # called once per step with this rank's poison gradient sum (every batch mode)
+            found["r"] = cut(base + all_reduce_sum(gradient_sum) / n)
+            return found["r"]
+
         # with batch_size: exact in bounded memory (see Objective.poison_feature_gradient)
-        grad_x, gradient_sum = objective.poison_feature_gradient(
-            X_p, y_p, lambda s: cut(base + s / n), encoded=True, batch_size=self.batch_size
+        grad_x, _ = objective.poison_feature_gradient(
+            X_p, y_p, direction, encoded=True, batch_size=self.batch_size
         )
-        return cut(base + gradient_sum / n), grad_x.div_(n)
+        return found["r"], grad_x.div_(n)
 
     # ---------------------------------------------------------------------- fit
     @_fit_context(prefer_skip_nested_validation=False)
@@ -302,6 +326,12 @@ class GradientCanceling(PoisonSampler):
                 "Unknown label type: continuous. GradientCanceling attacks classifiers "
                 "unless its target is a regressor."
             )
+        if world().size > 1 and self.optimizer in ("gauss-newton", "lbfgs"):
+            raise ValueError(
+                f"optimizer={self.optimizer!r} runs in one process; under torch.distributed "
+                f"(a process group of {world().size} ranks is initialised) choose "
+                "optimizer='adam', 'sgd' or 'gd', or run without torchrun."
+            )
         n = X.shape[0]
         n_poison = n_poison_points(self.epsilon_d, n)
         box = self._box(X)
@@ -322,14 +352,16 @@ class GradientCanceling(PoisonSampler):
         self.objective_ = objective
         self.threshold_ = analyzer.threshold_
 
+        # the same draw on every rank; each rank then optimises its own block of rows
         indices, X_init, y_poison = self._initial_poison(X, y, n_poison, rng)
-        y_encoded = objective.encode_labels(y_poison)
+        own = shard_slice(n_poison)
+        y_encoded = objective.encode_labels(y_poison)[own]
         base = clean.canceling_base(n_poison)
         mask = self._block_mask(objective)
         clean_norm = clean.norm if mask is None else float((clean.gradient * mask).norm())
         to_relative = n / ((n + n_poison) * max(clean_norm, np.finfo(float).tiny))
 
-        X_p = objective.as_features(X_init).clone()
+        X_p = objective.as_features(X_init[own]).clone()
         low = high = None
         if box is not None:
             low = objective.as_features(box[0])
@@ -365,14 +397,15 @@ class GradientCanceling(PoisonSampler):
         best_value, best_X = math.inf, X_p.detach().clone()
         converged = False
         progress = tqdm(
-            range(self.max_iter), disable=not self.verbose, desc="GradientCanceling", leave=False
+            range(self.max_iter), disable=not self.verbose or world().rank != 0,
+            desc="GradientCanceling", leave=False,
         )
         for step in progress:
             residual, grad_x = self._canceling_step(
                 objective, X_p.detach(), y_encoded, base, n, mask
             )
             value = float(residual.norm()) * to_relative
-            if not (math.isfinite(value) and _all_finite(grad_x)):
+            if not math.isfinite(value) or any_rank(not _all_finite(grad_x)):
                 self._store(best_X, y_poison, indices, history, best_value, step, False)
                 if step == 0:  # no step taken yet: the target, not the step size
                     raise FloatingPointError(
@@ -433,7 +466,9 @@ class GradientCanceling(PoisonSampler):
             raise _non_finite_error(0, result.best)
 
     def _store(self, X_p, y_poison, indices, history, best, n_iter, converged):
-        self._set_poison(X_p.detach().cpu().numpy(), y_poison)
+        # every rank gets every rank's poison rows (X_p itself in one process)
+        X_p = all_gather_rows(X_p.detach(), shard_counts(len(y_poison)))
+        self._set_poison(X_p.cpu().numpy(), y_poison)
         self.init_indices_ = indices
         self.history_ = np.asarray(history, dtype=float)
         self.gradient_norm_ = float(best)
@@ -490,14 +525,20 @@ def _mean_feature_std(X, rows=4096):
     """Mean over features of the per-feature standard deviation, streamed over rows.
 
     Two passes in row chunks (means, then squared deviations), so no temporary the
-    size of ``X`` is made.
+    size of ``X`` is made.  Under ``torch.distributed`` each rank reads its own block
+    of rows and the sums are all-reduced, so every rank gets the global value.
     """
     n = len(X)
+    own = X[shard_slice(n)]
+
+    def global_sum(partial):
+        return all_reduce_sum(torch.from_numpy(partial)).numpy()
+
     total = np.zeros(X.shape[1])
-    for sl in batch_slices(n, rows):
-        total += X[sl].sum(axis=0, dtype=np.float64)
-    mean = total / n
+    for sl in batch_slices(len(own), rows) if len(own) else ():
+        total += own[sl].sum(axis=0, dtype=np.float64)
+    mean = global_sum(total) / n
     squares = np.zeros(X.shape[1])
-    for sl in batch_slices(n, rows):
-        squares += np.square(X[sl] - mean).sum(axis=0)
-    return float(np.mean(np.sqrt(squares / n)))
+    for sl in batch_slices(len(own), rows) if len(own) else ():
+        squares += np.square(own[sl] - mean).sum(axis=0)
+    return float(np.mean(np.sqrt(global_sum(squares) / n)))

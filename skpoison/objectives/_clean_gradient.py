@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from ..utils import batch_slices
+from ..utils._distributed import all_reduce_sum, shard_slice
 
 __all__ = ["CleanGradient", "feasible_interval"]
 
@@ -62,7 +63,10 @@ class CleanGradient:
     ``kappa(N) R(w)`` of the objective, the mixed objective over the clean data plus
     ``m`` poison points has the gradient per sample
     ``(S + P + kappa(n + m) grad R(w)) / (n + m)``, ``P`` the poison's loss-gradient sum.
-    ``S`` is computed once, streamed over the clean rows in batches.
+    ``S`` is computed once, streamed over the clean rows in batches.  When a
+    ``torch.distributed`` process group is initialised, each rank sums a block of the
+    rows and the blocks are all-reduced, so every rank holds the same ``S`` (all ranks
+    must construct it together).
 
     Parameters
     ----------
@@ -107,13 +111,16 @@ class CleanGradient:
     def __init__(self, objective, X, y, *, batch_size=None):
         self.objective = objective
         self.n_samples = n = len(X)
-        rows = clean_batch_rows(n, np.prod(np.shape(X)[1:], dtype=int), batch_size)
-        y = objective.encode_labels(y)
+        # under torch.distributed each rank sums its own block of rows, then all sum up
+        # (labels are encoded whole, so a bad label fails on every rank alike)
+        own = shard_slice(n)
+        X, y = X[own], objective.encode_labels(y)[own]
+        rows = clean_batch_rows(len(X), np.prod(np.shape(X)[1:], dtype=int), batch_size)
         # each batch is converted to a tensor on its own: no copy of all of X is made
-        self.loss_sum = sum(
-            objective.loss_gradient_sum(X[sl], y[sl], encoded=True)
-            for sl in batch_slices(n, rows)
-        )
+        loss_sum = torch.zeros(objective.n_params, device=objective.device, dtype=objective.dtype)
+        for sl in batch_slices(len(X), rows) if len(X) else ():
+            loss_sum += objective.loss_gradient_sum(X[sl], y[sl], encoded=True)
+        self.loss_sum = all_reduce_sum(loss_sum)
         name = type(objective.estimator).__name__
         dtype = str(objective.dtype).replace("torch.", "")
         if not bool(torch.isfinite(self.loss_sum).all()):
