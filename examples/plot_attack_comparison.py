@@ -101,7 +101,8 @@ for ax, row, (sampler, retrained) in zip(axes, result["rows"], result["fitted"])
                  f"distance {row['distance']:.2f}", fontsize=10)
     ax.set_xlim(low[0], high[0])
     ax.set_ylim(low[1], high[1])
-for ax in axes[3:]:
+axes[2].tick_params(labelbottom=True)  # above the legend panel
+for ax in axes[2:5]:
     ax.set_xlabel("feature 1")
 for ax in axes[::3]:
     ax.set_ylabel("feature 2")
