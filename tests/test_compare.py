@@ -268,3 +268,16 @@ def test_compare_help_imports_no_heavy_library():
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_tau_budget_is_the_threshold_in_the_box(data, compared):
+    X_train, X_test, y_train, y_test = data
+    target, _ = compared
+    box = (X_train.min(axis=0), X_train.max(axis=0))
+    tau = PoisonabilityAnalyzer(target, feature_range=box, device="cpu").fit(
+        X_train, y_train).threshold_
+    assert 0 < tau < 10  # so that the "tau" budget is run
+    result = compare_attacks(X_train, y_train, X_test, y_test, LogisticRegression(), target,
+                             attacks=["labelflip"], epsilon_d=["tau", 0.5], device="cpu")
+    assert result["threshold"] == pytest.approx(tau, rel=1e-5)
+    assert [r["epsilon_d"] for r in result["rows"]] == [pytest.approx(tau, rel=1e-5), 0.5]

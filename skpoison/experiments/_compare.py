@@ -14,7 +14,7 @@ from sklearn.frozen import FrozenEstimator
 
 from .._choices import ATTACKS, COMPARE_TARGETS
 from ..attacks import LabelFlipAttack
-from ._protocol import PoisoningProtocol
+from ._protocol import PoisoningProtocol, _budgets
 from ._registry import default_epsilon_w, load_dataset, make_attack, make_model, make_target
 from ._reporting import format_table
 
@@ -101,7 +101,8 @@ def compare_attacks(
     attacks : sequence of str, default=("gc", "kkt", "mt")
         Names from :data:`skpoison.experiments.ATTACKS`.
     epsilon_d : sequence of float or "tau", default=(0.03, 0.1, 1.0)
-        Budgets (poison points per clean point).
+        Budgets (poison points per clean point); ``"tau"`` is the target's threshold
+        for poison in the box (skipped when 0 or above 10).
     feature_range : (low, high) or None, default=None
         Box of every attack's poison features.
     clip : {"data"} or None, default="data"
@@ -162,6 +163,8 @@ def compare_attacks(
         progress=progress,
     ).fit()
     analyzer = protocol.analyzer(feature_range, clip)
+    # "tau" is the threshold for poison in the attacks' box, the one reported
+    budgets = _budgets(epsilon_d, analyzer.threshold_)
     rows, fitted = [], []
     for name in attacks:
         params = attack_params.get(name, {})
@@ -173,7 +176,7 @@ def compare_attacks(
             )
 
         result = protocol.run_sampler(
-            make_sampler, epsilon_d, random_state=random_state, name=name,
+            make_sampler, budgets, random_state=random_state, name=name,
             return_fitted=return_fitted,
         )
         if return_fitted:
