@@ -14,7 +14,7 @@ import re
 import sys
 
 from . import __version__
-from ._choices import DATASETS, DEFENSES, MODELS, TARGETS
+from ._choices import ATTACKS, COMPARE_TARGETS, DATASETS, DEFENSES, MODELS, TARGETS
 
 __all__ = ["build_parser", "main"]
 
@@ -103,7 +103,7 @@ def build_parser():
         formatter_class=formatter,
     )
     parser.add_argument("--version", action="version", version=f"skpoison {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{analyze,attack}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{analyze,attack,compare}")
     analyze = sub.add_parser(
         "analyze",
         help="fit a clean model and a target, print tau and which eps_d can reach it",
@@ -164,7 +164,95 @@ def build_parser():
         "--output", default=None,
         help="folder to write results.json, table.md and gradient_norms.png into",
     )
+    _add_compare(sub, formatter)
     return parser
+
+
+def _add_compare(sub, formatter):
+    """The ``compare`` sub-command: several attacks, one target, the same budgets."""
+    compare = sub.add_parser(
+        "compare",
+        help="run several attacks on one target at the same eps_d, print one table",
+        description="The paper's appendix C.6: several attacks on the same split, target "
+        "and budgets; per attack and eps_d the accuracy of the victim retrained on clean "
+        "plus poison, its drop, the relative gradient norm at the target, the distance "
+        "of the retrained model to the target (relative to the target's norm) and the "
+        "attack's seconds. Every attack keeps its poison in the clean data's range.",
+        formatter_class=formatter,
+    )
+    compare.add_argument(
+        "--attack", choices=ATTACKS, nargs="+", default=["gc", "kkt", "mt"],
+        help="attacks to compare: gc (Gradient Canceling), kkt (Koh et al.), mt "
+        "(Model-Targeted, Suya et al.), fw (Frank-Wolfe canceling), labelflip "
+        "(adversarial label flips)",
+    )
+    compare.add_argument("--dataset", choices=DATASETS, default="mnist17", help="the data set")
+    compare.add_argument("--model", choices=MODELS, default="logreg", help="the victim model")
+    compare.add_argument(
+        "--target", choices=COMPARE_TARGETS, default="labelflip",
+        help="labelflip: the victim retrained on clean data plus adversarially "
+        "label-flipped copies (Suya et al.); gradpc: GradPC with the paper's radius",
+    )
+    compare.add_argument(
+        "--flip-epsilon", type=_positive_float, default=0.2,
+        help="budget of the label-flipped copies that make the labelflip target",
+    )
+    compare.add_argument(
+        "--epsilon-w", type=_positive_float, default=None,
+        help="radius of the GradPC target; unset: the paper's (1 for logreg on MNIST)",
+    )
+    compare.add_argument(
+        "--epsilon-d", type=_positive_float, nargs="+", default=[0.03, 0.1, 1.0],
+        help="poison budgets (poison points per clean point)",
+    )
+    compare.add_argument(
+        "--max-iter", type=_positive_int, default=1000, help="Gradient Canceling steps per budget"
+    )
+    compare.add_argument(
+        "--n-train", type=_positive_int, default=None,
+        help="attack a seeded stratified subsample of this many training rows (unset: all)",
+    )
+    compare.add_argument(
+        "--n-test", type=_positive_int, default=None,
+        help="measure accuracy on a seeded stratified subsample of this many test rows",
+    )
+    compare.add_argument("--random-state", type=int, default=0,
+                         help="seed of the split, the target and the attacks")
+    compare.add_argument("--data-home", default=None,
+                         help="folder holding the MNIST files; unset: $SKPOISON_DATA/mnist")
+    compare.add_argument("--device", type=_device, default="auto",
+                         help="torch device: auto, cpu, cuda or cuda:N")
+    compare.add_argument("--threads", type=_positive_int, default=1,
+                         help="CPU threads for BLAS and torch")
+    compare.add_argument("--json", action="store_true",
+                         help="print the full result as JSON instead of a table")
+    compare.add_argument("--quiet", action="store_true",
+                         help="no progress on standard error (only shown on a terminal)")
+
+
+def _run_compare(args, stages):
+    """Run ``skpoison compare``; returns what to print on standard output."""
+    from .experiments import comparison_report, format_comparison_table, report_to_json
+
+    report = comparison_report(
+        args.dataset,
+        args.model,
+        target=args.target,
+        attacks=args.attack,
+        epsilon_d=args.epsilon_d,
+        epsilon_w=args.epsilon_w,
+        flip_epsilon=args.flip_epsilon,
+        max_iter=args.max_iter,
+        random_state=args.random_state,
+        data_home=args.data_home,
+        n_train=args.n_train,
+        n_test=args.n_test,
+        device=args.device,
+        progress=stages,
+    )
+    if stages is not None:
+        stages.close()
+    return report_to_json(report, indent=2) if args.json else format_comparison_table(report)
 
 
 def _subparsers(parser):
@@ -264,6 +352,8 @@ def _run(args, subparsers, stages):
     torch.set_num_threads(args.threads)
     try:
         with threadpool_limits(limits=args.threads):
+            if args.command == "compare":
+                return _run_compare(args, stages)
             if args.command == "analyze":
                 from .experiments import analyze_poisonability
 

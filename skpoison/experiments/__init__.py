@@ -7,13 +7,21 @@
   (:func:`evaluate_attack`, :func:`evaluate_defense`);
 - the named jobs of the command line (:mod:`._jobs`) and the paper's experiments
   (:mod:`._reproduce`);
+- the comparison of several attacks on one target (:mod:`._compare`);
 - reporting (:mod:`._reporting`): tables, strict JSON, files and figures.
 """
 
 from ..targets import scale_to_threshold
+from ._compare import (
+    compare_attacks,
+    comparison_report,
+    format_comparison_table,
+    label_flip_target,
+)
 from ._jobs import analyze_poisonability, attack_report
 from ._protocol import PoisoningProtocol, evaluate_attack, evaluate_defense
 from ._registry import (
+    ATTACKS,
     DATASETS,
     DEFENSES,
     MODELS,
@@ -21,6 +29,7 @@ from ._registry import (
     TARGETS,
     default_epsilon_w,
     load_dataset,
+    make_attack,
     make_defense,
     make_model,
     make_target,
@@ -36,6 +45,7 @@ from ._reporting import (
 from ._reproduce import PRESETS, figure2, figure3, table2, table6
 
 __all__ = [
+    "ATTACKS",
     "DATASETS",
     "DEFENSES",
     "MODELS",
@@ -45,6 +55,8 @@ __all__ = [
     "PoisoningProtocol",
     "analyze_poisonability",
     "attack_report",
+    "compare_attacks",
+    "comparison_report",
     "default_epsilon_w",
     "evaluate_attack",
     "evaluate_defense",
@@ -52,9 +64,12 @@ __all__ = [
     "figure3",
     "format_analyze",
     "format_attack_table",
+    "format_comparison_table",
     "format_defense_table",
     "format_table",
+    "label_flip_target",
     "load_dataset",
+    "make_attack",
     "make_defense",
     "make_model",
     "make_target",

@@ -6,16 +6,19 @@ budgets and boxes as asked; :func:`evaluate_attack` and :func:`evaluate_defense`
 two tables.
 """
 
+import inspect
 import os
 import time
 
 import numpy as np
+import torch
 from sklearn.base import clone
 from sklearn.frozen import FrozenEstimator
 from sklearn.utils import check_array
 
 from .._poisonability import PoisonabilityAnalyzer
 from ..attacks import GradientCanceling
+from ..objectives import as_objective
 from ..targets import resolve_target
 from ..utils import projection_box
 from ._registry import accuracy
@@ -156,6 +159,7 @@ class PoisoningProtocol:
         analyzer = PoisonabilityAnalyzer(self._frozen, **self._analyzer_params())
         self.clean_ = analyzer.fit(self.X_train, self.y_train).clean_
         self._analyzers = {}
+        self._target_params = None
         return self
 
     def analyzer(self, feature_range=None, clip=None):
@@ -235,6 +239,91 @@ class PoisoningProtocol:
             **defended,
             "seconds": time.perf_counter() - start,
         }
+
+
+    def run_sampler(self, make_sampler, epsilon_d, *, random_state=0, name="attack",
+                    return_fitted=False):
+        """Any poisoning sampler at each budget, the victim retrained on each poisoned set.
+
+        ``make_sampler(target, epsilon_d, random_state)`` returns an unfitted sampler
+        (e.g. from :func:`~skpoison.experiments.make_attack`) for the protocol's frozen
+        target; where its ``fit_resample`` takes ``clean_gradient=``, the protocol's
+        ``g(mu)`` is passed, so it is not computed again.
+
+        Parameters
+        ----------
+        make_sampler : callable
+            ``(target, epsilon_d, random_state) -> sampler``.
+        epsilon_d : sequence of float or "tau"
+            Budgets; ``"tau"`` is the target's threshold for unboxed poison.
+        random_state : int, default=0
+            Seed of every sampler.
+        name : str, default="attack"
+            Shown in the progress messages.
+        return_fitted : bool, default=False
+            Also return the fitted samplers and the retrained victims, one per row.
+
+        Returns
+        -------
+        rows : list of dict
+            Per budget: ``epsilon_d``, ``n_poison``, ``accuracy``, ``accuracy_drop``,
+            ``gradient_norm`` (the sampler's, relative, at the target),
+            ``lower_bound`` (the sampler's analyzer's residual bound at its budget),
+            ``distance`` (L2 distance of the retrained parameters to the target's,
+            divided by the norm of the target's) and ``seconds`` (of the attack).
+        fitted : list of (sampler, retrained victim)
+            Only with ``return_fitted=True``.
+        """
+        rows, fitted = [], []
+        for eps in _budgets(epsilon_d, self.analyzer().threshold_):
+            _check_poison_fits(eps, self.X_train)
+            sampler = make_sampler(self._frozen, eps, random_state)
+            self._stage(f"{name} at eps_d = {eps:.4g}")
+            takes_clean = "clean_gradient" in inspect.signature(sampler.fit_resample).parameters
+            start = time.perf_counter()
+            if takes_clean:
+                X_mixed, y_mixed = sampler.fit_resample(
+                    self.X_train, self.y_train, clean_gradient=self.clean_
+                )
+            else:
+                X_mixed, y_mixed = sampler.fit_resample(self.X_train, self.y_train)
+            seconds = time.perf_counter() - start
+            self._stage(f"retraining the victim on {name} at eps_d = {eps:.4g}")
+            retrained = clone(self.victim).fit(X_mixed, y_mixed)
+            acc = accuracy(retrained, self.X_test, self.y_test)
+            analyzer = getattr(sampler, "analyzer_", None) or self.analyzer()
+            n_poison = len(X_mixed) - len(self.X_train)
+            rows.append({
+                "epsilon_d": eps,
+                "n_poison": n_poison,
+                "accuracy": acc,
+                "accuracy_drop": self.clean_accuracy_ - acc,
+                "gradient_norm": float(sampler.gradient_norm_),
+                "lower_bound": float(
+                    analyzer.residual_lower_bound(max(n_poison, 1) / len(self.X_train))
+                ),
+                "distance": self.distance_to_target(retrained),
+                "seconds": seconds,
+            })
+            fitted.append((sampler, retrained))
+        return (rows, fitted) if return_fitted else rows
+
+    def distance_to_target(self, model):
+        """``||w - w_target|| / ||w_target||`` over all parameters (intercepts included)
+        of a fitted model of the target's family."""
+        w = as_objective(model, device="cpu", dtype="float64").flat_params()
+        if self._target_params is None:
+            self._target_params = as_objective(
+                self.target_, device="cpu", dtype="float64"
+            ).flat_params()
+        w_target = self._target_params
+        if w.shape != w_target.shape:
+            raise ValueError(
+                f"The model has {w.numel()} parameters and the target {w_target.numel()}; "
+                "retrain the target's model family."
+            )
+        norm = float(torch.linalg.vector_norm(w_target))
+        return float(torch.linalg.vector_norm(w - w_target)) / (norm or 1.0)
 
 
 def _protocol(X_train, y_train, X_test, y_test, victim, target, attack_params, progress):

@@ -7,7 +7,14 @@ from sklearn.linear_model import LogisticRegression, SGDClassifier
 from sklearn.model_selection import train_test_split
 from sklearn.svm import LinearSVC
 
-from .._choices import DATASETS, DEFENSES, MODELS, NETS, TARGETS
+from .._choices import ATTACKS, DATASETS, DEFENSES, MODELS, NETS, TARGETS
+from ..attacks import (
+    FrankWolfeCanceling,
+    GradientCanceling,
+    KKTAttack,
+    LabelFlipAttack,
+    ModelTargetedAttack,
+)
 from ..datasets import (
     fetch_cifar10,
     fetch_mnist,
@@ -21,6 +28,7 @@ from ..models import make_net, paper_victim
 from ..targets import GradPC, LabelFlipTarget, RandomPC, ScaledTarget
 
 __all__ = [
+    "ATTACKS",
     "DATASETS",
     "DEFENSES",
     "MODELS",
@@ -29,6 +37,7 @@ __all__ = [
     "accuracy",
     "default_epsilon_w",
     "load_dataset",
+    "make_attack",
     "make_defense",
     "make_model",
     "make_target",
@@ -293,3 +302,54 @@ def make_defense(name, model, *, random_state=0, device="auto"):
 
 # name -> filter class (each takes the victim, random_state and device)
 _DEFENSES = {"sever": SeverFilter, "influence": InfluenceFilter}
+
+
+def make_attack(
+    name, target, victim, *, epsilon_d, feature_range=None, clip=None, random_state=0,
+    device="auto", dtype="float32", **params,
+):
+    """Return an unfitted poisoning sampler for a named attack against ``target``.
+
+    ``gc`` is :class:`~skpoison.attacks.GradientCanceling`, ``kkt``
+    :class:`~skpoison.attacks.KKTAttack`, ``mt``
+    :class:`~skpoison.attacks.ModelTargetedAttack` (which retrains ``victim``),
+    ``fw`` :class:`~skpoison.attacks.FrankWolfeCanceling` and ``labelflip``
+    :class:`~skpoison.attacks.LabelFlipAttack` with adversarial flips (its gradient
+    norm is reported at ``target``; its poison is clean rows, so the box does not
+    apply).  Further keyword arguments are parameters of that attack.
+
+    Examples
+    --------
+    >>> from sklearn.linear_model import LogisticRegression
+    >>> from skpoison.experiments import make_attack
+    >>> make_attack("kkt", LogisticRegression(), LogisticRegression(), epsilon_d=0.5,
+    ...             clip="data", device="cpu", max_iter=100)
+    KKTAttack(clip='data', device='cpu', epsilon_d=0.5, max_iter=100, random_state=0,
+              target=LogisticRegression())
+    """
+    if name not in _ATTACKS:
+        raise ValueError(f"Unknown attack {name!r}; choose one of {ATTACKS}.")
+    return _ATTACKS[name](
+        target, victim, epsilon_d=epsilon_d, feature_range=feature_range, clip=clip,
+        random_state=random_state, device=device, dtype=dtype, **params,
+    )
+
+
+def _boxed(cls):
+    """Factory of an attack that takes the target and a box (not the victim)."""
+    return lambda target, victim, **kw: cls(target, **kw)
+
+
+def _label_flip(target, victim, *, feature_range, clip, strategy="adversarial", **kw):
+    return LabelFlipAttack(victim, target=target, strategy=strategy, **kw)
+
+
+# name -> factory(target, victim, *, epsilon_d, feature_range, clip, random_state,
+# device, dtype, **params) of the unfitted sampler
+_ATTACKS = {
+    "gc": _boxed(GradientCanceling),
+    "kkt": _boxed(KKTAttack),
+    "mt": lambda target, victim, **kw: ModelTargetedAttack(target, victim, **kw),
+    "fw": _boxed(FrankWolfeCanceling),
+    "labelflip": _label_flip,
+}
