@@ -270,14 +270,18 @@ class Objective:
         )
 
     # --------------------------------------------------------------- gradients
-    def _grad_params(self):
-        return OrderedDict((k, v.clone().requires_grad_(True)) for k, v in self.params.items())
+    def _grad_params(self, params=None):
+        params = self.params if params is None else params
+        return OrderedDict((k, v.detach().clone().requires_grad_(True)) for k, v in params.items())
 
-    def loss_gradient_sum(self, X, y, *, batch_size=None, encoded=False):
-        """``sum_i grad_w l(z_i; w)`` over the rows of ``(X, y)``, streamed in batches."""
+    def loss_gradient_sum(self, X, y, *, batch_size=None, encoded=False, params=None):
+        """``sum_i grad_w l(z_i; w)`` over the rows of ``(X, y)``, streamed in batches.
+
+        ``params`` (a dict like :attr:`params`) evaluates it at other parameters.
+        """
         X = self.as_features(X)
         y = self._labels(y, encoded)
-        params = self._grad_params()
+        params = self._grad_params(params)
         total = torch.zeros(self.n_params, device=self.device, dtype=self.dtype)
         for sl in batch_slices(len(X), batch_size):
             losses = self.loss.per_sample(functional_call(self.module, params, (X[sl],)), y[sl])
@@ -310,7 +314,7 @@ class Objective:
         grads = vmap(grad(single), in_dims=(None, 0, 0))(dict(self.params), X, y)
         return torch.cat([grads[k].reshape(len(X), -1) for k in self.params], dim=1)
 
-    def poison_feature_gradient(self, X, y, direction, *, encoded=False):
+    def poison_feature_gradient(self, X, y, direction, *, encoded=False, params=None):
         """``grad_X <r, sum_j grad_w l(z_j; w)>`` for poison rows ``(X, y)``.
 
         This is equation (34) of the paper without its ``1/n`` factor: the gradient of
@@ -326,6 +330,8 @@ class Objective:
             these rows to ``r`` (one pass: ``r`` computed from the same forward pass).
         encoded : bool, default=False
             Whether ``y`` comes from :meth:`encode_labels` already.
+        params : dict of str to tensor or None, default=None
+            Parameters to evaluate at (shaped like :attr:`params`); ``None``: ``w``.
 
         Returns
         -------
@@ -335,7 +341,7 @@ class Objective:
         """
         X = self.as_features(X).detach().requires_grad_(True)
         y = self._labels(y, encoded)
-        params = self._grad_params()
+        params = self._grad_params(params)
         losses = self.loss.per_sample(functional_call(self.module, params, (X,)), y)
         grads = torch.autograd.grad(
             losses.sum(), list(params.values()), create_graph=True, materialize_grads=True
