@@ -98,9 +98,12 @@ class GradientMatching(PoisonSampler):
         Signed-Adam steps per restart.
     restarts : int, default=1
         Independent restarts, each from its own seeded subsample.
-    lr : float, default=0.1
+    lr : float, default=1.0
         Initial step size, in units of the clean data's mean per-feature standard
         deviation (a signed-Adam step moves each feature by about ``lr`` of them).
+        Smaller steps (Witches' Brew's 0.1) also match the direction, but nearer the
+        clean data, where the poison's gradient is small: the cosine ignores the
+        magnitude, and the retrained victim then barely moves (paper, section 4).
     perturbation_bound : float or None, default=None
         The paper's proximity: each poison point stays within this L-infinity
         distance (in feature units) of the clean point it started from.  ``None``:
@@ -164,7 +167,9 @@ class GradientMatching(PoisonSampler):
     -----
     A step costs about two passes of gradient work over the poison (the gradient sum,
     then the feature gradient through it), like a Gradient Canceling step; the
-    reversed gradient over the clean data is computed once.
+    reversed gradient over the clean data is computed once.  With losses that are flat
+    beyond a margin (hinge, squared hinge, modified Huber), poison rows beyond it have
+    no gradient and do not move; when all of them are, the dissimilarity stays 1.
 
     References
     ----------
@@ -213,7 +218,7 @@ class GradientMatching(PoisonSampler):
         epsilon_d=0.1,
         max_iter=250,
         restarts=1,
-        lr=0.1,
+        lr=1.0,
         perturbation_bound=None,
         batch_size=None,
         feature_range=None,

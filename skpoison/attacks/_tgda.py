@@ -440,7 +440,7 @@ class TGDA(PoisonSampler):
                 f"cg_max_iter={self.cg_max_iter} iterations in {unsolved_steps} of "
                 f"{self.max_iter} leader steps; raise cg_max_iter or damping.",
                 ConvergenceWarning,
-                stacklevel=2,
+                stacklevel=3,
             )
         self._store(X_p, y_poison, history, grad_x, self.max_iter)
         return self
