@@ -105,9 +105,9 @@ def main():
             tau_column = "-"
             target = None
             if name == "gc":
-                target, _ = scale_to_threshold(FrozenEstimator(base), X, y, eps)
-                tau_column = f"{PoisonabilityAnalyzer(FrozenEstimator(target)).fit(X, y).threshold_:.3f}"
-                target = FrozenEstimator(target)
+                scaled, _ = scale_to_threshold(FrozenEstimator(base), X, y, eps)
+                target = FrozenEstimator(scaled)
+                tau_column = f"{PoisonabilityAnalyzer(target).fit(X, y).threshold_:.3f}"
             attack = make_attack(name, victim, target, eps, args)
             X_mixed, y_mixed = attack.fit_resample(X, y)
             seconds = time.perf_counter() - start

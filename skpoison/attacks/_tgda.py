@@ -1,6 +1,5 @@
 """TGDA (Lu, Kamath and Yu, TMLR 2022): the Stackelberg poisoning game, as a sampler."""
 
-import math
 import warnings
 from numbers import Integral, Real
 
