@@ -186,7 +186,7 @@ class GradientMatching(PoisonSampler):
     >>> from skpoison.attacks import GradientMatching
     >>> from skpoison.datasets import make_gaussian
     >>> X, y = make_gaussian(n_samples=200, random_state=0)
-    >>> gm = GradientMatching(LogisticRegression(), epsilon_d=0.1, max_iter=100,
+    >>> gm = GradientMatching(LogisticRegression(), epsilon_d=0.1, max_iter=50,
     ...                       random_state=0)
     >>> X_mixed, y_mixed = gm.fit_resample(X, y)
     >>> X_mixed.shape

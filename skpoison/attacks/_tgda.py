@@ -271,7 +271,7 @@ class TGDA(PoisonSampler):
     >>> from skpoison.attacks import TGDA
     >>> from skpoison.datasets import make_gaussian
     >>> X, y = make_gaussian(n_samples=200, random_state=0)
-    >>> tgda = TGDA(LogisticRegression(), epsilon_d=0.1, max_iter=20, random_state=0)
+    >>> tgda = TGDA(LogisticRegression(), epsilon_d=0.1, max_iter=10, random_state=0)
     >>> X_mixed, y_mixed = tgda.fit_resample(X, y)
     >>> X_mixed.shape
     (220, 10)
