@@ -93,6 +93,7 @@ for name, values in accuracy.items():
     ax.plot(budgets, values, marker="o", label=name)
 ax.set_xscale("log")
 ax.set_xticks(budgets, [str(b) for b in budgets])
+ax.minorticks_off()
 ax.set_xlabel(r"poison ratio $\varepsilon_d$ (poison points per clean point)")
 ax.set_ylabel("test accuracy after retraining")
 ax.set_title("Logistic regression on digits")
