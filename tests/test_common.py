@@ -10,7 +10,9 @@ from sklearn.utils.estimator_checks import parametrize_with_checks as sklearn_ch
 
 from skpoison import GradientCanceling, PoisonabilityAnalyzer
 from skpoison.attacks import (
+    TGDA,
     FrankWolfeCanceling,
+    GradientMatching,
     KKTAttack,
     LabelFlipAttack,
     ModelTargetedAttack,
@@ -52,6 +54,11 @@ ESTIMATORS = [
     ),
     LabelFlipAttack(
         LogisticRegression(), epsilon_d=0.5, strategy="adversarial", random_state=0
+    ),
+    GradientMatching(LogisticRegression(), epsilon_d=0.5, max_iter=3, random_state=0),
+    TGDA(
+        LogisticRegression(), epsilon_d=0.5, max_iter=2, cg_max_iter=3, follower_steps=1,
+        random_state=0,
     ),
     ScaledTarget(LogisticRegression()),
     LabelFlipTarget(LogisticRegression(), random_state=0),
@@ -115,6 +122,8 @@ def expected_failed_checks(estimator):
             KKTAttack,
             LabelFlipAttack,
             ModelTargetedAttack,
+            GradientMatching,
+            TGDA,
         ),
     ):
         return {

@@ -9,10 +9,12 @@ from sklearn.utils.validation import validate_data
 
 from .._poisonability import PoisonabilityAnalyzer
 from .._sampler import RowSampler, as_given
+from ..utils import projection_box
 
 __all__ = [
     "CancelingResidual",
     "PoisonSampler",
+    "clean_in_box",
     "fit_analyzer",
     "is_regressor_target",
     "n_poison_points",
@@ -28,6 +30,17 @@ def n_poison_points(epsilon_d, n_samples):
             f"round(epsilon_d * n_samples) = {n_poison} poison points; raise epsilon_d."
         )
     return n_poison
+
+
+def clean_in_box(X, feature_range, clip):
+    """``projection_box(X, feature_range, clip)``, after checking the clean data lies in it."""
+    box = projection_box(X, feature_range, clip)
+    if feature_range is not None and (np.any(X < box[0]) or np.any(X > box[1])):
+        raise ValueError(
+            "The clean data lies outside feature_range, so poison starting from clean "
+            "rows would too; widen the range or pass feature_range=None."
+        )
+    return box
 
 
 def is_regressor_target(target):

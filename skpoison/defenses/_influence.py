@@ -9,8 +9,8 @@ from sklearn.base import is_regressor
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import train_test_split
 from sklearn.utils._param_validation import StrOptions
-from torch.func import grad, hessian, jvp, vmap
 
+from ..objectives import conjugate_gradient, exact_hessian, hessian_vector_products
 from ..utils import NumberInterval, batch_slices
 from ._filter_base import BaseGradientFilter
 
@@ -18,116 +18,9 @@ __all__ = ["InfluenceFilter"]
 
 # solver="auto" uses the exact Hessian up to this many parameters, CG above.
 _MAX_EXACT_PARAMS = 5000
-# Elements (rows x parameters, or rows x right-hand sides) per chunk of a Hessian
-# computation, bounding the intermediates of the forward-over-reverse passes.
+# Elements (rows x parameters) per block of rows scored together, bounding the
+# per-sample gradient matrix.
 _HESSIAN_CHUNK_ELEMENTS = 2**22
-
-
-def _forward_mode_ready():
-    """Load torch's forward-mode AD decompositions once, quietly.
-
-    Their first use (any ``jvp``, hence ``torch.func.hessian``) scripts functions with
-    ``torch.jit.script``, which this torch version reports as deprecated: torch's own
-    business, nothing a caller can act on.
-    """
-    with warnings.catch_warnings():
-        warnings.filterwarnings(
-            "ignore", message=".*torch.jit.script.* is deprecated", category=DeprecationWarning
-        )
-        try:
-            from torch.autograd.forward_ad import _maybe_load_decompositions
-        except ImportError:  # pragma: no cover - other torch versions
-            return
-        _maybe_load_decompositions()
-
-
-def _penalty_diagonal(objective, n_samples):
-    """``kappa(N) * r``: the Hessian of the penalty term, a diagonal, as a flat tensor."""
-    weights = torch.cat([objective.penalty_weights[k].reshape(-1) for k in objective.params])
-    return objective.kappa(n_samples) * weights
-
-
-def _loss_sum(objective, X, y):
-    """``w -> sum_i l(z_i; w)`` on encoded rows, as a function of the flat parameters."""
-
-    def total(flat):
-        return objective.sample_losses(X, y, objective.unflatten(flat), encoded=True).sum()
-
-    return total
-
-
-def exact_hessian(objective, X, y, batch_size=None):
-    """The Hessian of the mean objective ``(sum_i l(z_i; w) + kappa(N) R(w)) / N``.
-
-    Computed with :func:`torch.func.hessian` on chunks of rows (exact: the sum is
-    additive), shape ``(n_params, n_params)``.
-    """
-    _forward_mode_ready()
-    n, p = len(X), objective.n_params
-    flat = objective.flat_params()
-    rows = batch_size or max(1, min(n, _HESSIAN_CHUNK_ELEMENTS // max(1, p)))
-    H = torch.zeros(p, p, device=objective.device, dtype=objective.dtype)
-    for chunk in batch_slices(n, rows):
-        H += hessian(_loss_sum(objective, X[chunk], y[chunk]))(flat)
-    H += torch.diag(_penalty_diagonal(objective, n))
-    return H / n
-
-
-def hessian_vector_products(objective, X, y, batch_size=None):
-    """``V -> H V`` for ``V`` of shape ``(n_params, k)``, H as in :func:`exact_hessian`.
-
-    Forward-over-reverse (``torch.func.jvp`` of ``torch.func.grad``), vectorised over
-    the columns of ``V`` and streamed over chunks of rows.
-    """
-    _forward_mode_ready()
-    n = len(X)
-    flat = objective.flat_params()
-    penalty = _penalty_diagonal(objective, n)
-
-    def product(V):
-        k = V.shape[1]
-        rows = batch_size or max(1, min(n, _HESSIAN_CHUNK_ELEMENTS // max(1, k)))
-        out = penalty[:, None] * V
-        for chunk in batch_slices(n, rows):
-            gradient = grad(_loss_sum(objective, X[chunk], y[chunk]))
-
-            def column(v, gradient=gradient):
-                return jvp(gradient, (flat,), (v,))[1]
-
-            out = out + vmap(column, in_dims=1, out_dims=1)(V)
-        return out / n
-
-    return product
-
-
-def conjugate_gradient(matmul, B, *, max_iter, tol):
-    """Solve ``A X = B`` column by column (all columns at once) by conjugate gradients.
-
-    ``A`` (through ``matmul``) should be symmetric positive definite; a column whose
-    curvature ``p^T A p`` is not positive stops there.  Returns the solution and the
-    number of columns whose relative residual did not reach ``tol``.
-    """
-    X = torch.zeros_like(B)
-    R = B.clone()
-    P = R.clone()
-    rs = (R * R).sum(dim=0)
-    target = (tol**2) * rs
-    active = rs > target
-    for _ in range(max_iter):
-        if not bool(active.any()):
-            break
-        AP = matmul(P)
-        curvature = (P * AP).sum(dim=0)
-        active = active & (curvature > 0)
-        alpha = torch.where(active, rs / torch.where(active, curvature, 1.0), 0.0)
-        X = X + alpha * P
-        R = R - alpha * AP
-        rs_new = (R * R).sum(dim=0)
-        beta = torch.where(active, rs_new / torch.where(active, rs, 1.0), 0.0)
-        P = R + beta * P
-        rs = torch.where(active, rs_new, rs)
-        active = active & (rs > target)
-    return X, int((rs > target).sum())
 
 
 class InfluenceFilter(BaseGradientFilter):

@@ -7,6 +7,12 @@ skorch nets; a new victim type is one more adapter module registered with
 
 from ._base import Objective
 from ._clean_gradient import CleanGradient
+from ._curvature import (
+    conjugate_gradient,
+    exact_hessian,
+    hessian_vector_products,
+    loss_hessian_products,
+)
 from ._losses import (
     BinaryMarginLoss,
     CrossEntropyLoss,
@@ -35,7 +41,11 @@ __all__ = [
     "SquaredLoss",
     "TrainingLoss",
     "as_objective",
+    "conjugate_gradient",
+    "exact_hessian",
+    "hessian_vector_products",
     "last_linear_layer",
+    "loss_hessian_products",
     "margin_bounds",
     "register_adapter",
     "softmax_bounds",

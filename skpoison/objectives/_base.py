@@ -291,14 +291,18 @@ class Objective:
         )
 
     # --------------------------------------------------------------- gradients
-    def _grad_params(self):
-        return OrderedDict((k, v.clone().requires_grad_(True)) for k, v in self.params.items())
+    def _grad_params(self, params=None):
+        params = self.params if params is None else params
+        return OrderedDict((k, v.detach().clone().requires_grad_(True)) for k, v in params.items())
 
-    def loss_gradient_sum(self, X, y, *, batch_size=None, encoded=False):
-        """``sum_i grad_w l(z_i; w)`` over the rows of ``(X, y)``, streamed in batches."""
+    def loss_gradient_sum(self, X, y, *, batch_size=None, encoded=False, params=None):
+        """``sum_i grad_w l(z_i; w)`` over the rows of ``(X, y)``, streamed in batches.
+
+        ``params`` (a dict like :attr:`params`) evaluates it at other parameters.
+        """
         X = self.as_features(X)
         y = self._labels(y, encoded)
-        params = self._grad_params()
+        params = self._grad_params(params)
         total = torch.zeros(self.n_params, device=self.device, dtype=self.dtype)
         for sl in batch_slices(len(X), batch_size):
             losses = self.loss.per_sample(functional_call(self.module, params, (X[sl],)), y[sl])
@@ -331,7 +335,9 @@ class Objective:
         grads = vmap(grad(single), in_dims=(None, 0, 0))(dict(self.params), X, y)
         return torch.cat([grads[k].reshape(len(X), -1) for k in self.params], dim=1)
 
-    def poison_feature_gradient(self, X, y, direction, *, encoded=False, batch_size=None):
+    def poison_feature_gradient(
+        self, X, y, direction, *, encoded=False, batch_size=None, params=None
+    ):
         """``grad_X <r, sum_j grad_w l(z_j; w)>`` for poison rows ``(X, y)``.
 
         This is equation (34) of the paper without its ``1/n`` factor: the gradient of
@@ -360,6 +366,8 @@ class Objective:
             passes (the gradient sum first, without a graph).  Affine models ignore
             it: their closed form holds no temporary larger than ``(m, 2 k)`` for
             ``k`` outputs, so one batch already has memory bounded like a batch.
+        params : dict of str to tensor or None, default=None
+            Parameters to evaluate at (shaped like :attr:`params`); ``None``: ``w``.
 
         Returns
         -------
@@ -370,27 +378,29 @@ class Objective:
         X = self.as_features(X).detach()
         y = self._labels(y, encoded)
         if self._affine is not None:
-            return self._affine_feature_gradient(X, y, direction)
+            return self._affine_feature_gradient(X, y, direction, params)
         slices = list(batch_slices(len(X), batch_size))
         if len(slices) == 1:
-            return self._autograd_feature_gradient(X, y, direction)
+            return self._autograd_feature_gradient(X, y, direction, params)
         if callable(direction):  # pass 1: the gradient sum, no graph kept
-            gradient_sum = self.loss_gradient_sum(X, y, batch_size=batch_size, encoded=True)
+            gradient_sum = self.loss_gradient_sum(
+                X, y, batch_size=batch_size, encoded=True, params=params
+            )
             direction = direction(gradient_sum)
         else:
             gradient_sum = None
         grad_x = torch.empty_like(X)
         total = torch.zeros(self.n_params, device=self.device, dtype=self.dtype)
         for sl in slices:
-            grad_x[sl], part = self._autograd_feature_gradient(X[sl], y[sl], direction)
+            grad_x[sl], part = self._autograd_feature_gradient(X[sl], y[sl], direction, params)
             if gradient_sum is None:
                 total += part
         return grad_x, (total if gradient_sum is None else gradient_sum)
 
-    def _autograd_feature_gradient(self, X, y, direction):
+    def _autograd_feature_gradient(self, X, y, direction, params=None):
         """One batch of :meth:`poison_feature_gradient` by double backward."""
         X = X.requires_grad_(True)
-        params = self._grad_params()
+        params = self._grad_params(params)
         losses = self.loss.per_sample(functional_call(self.module, params, (X,)), y)
         grads = torch.autograd.grad(
             losses.sum(), list(params.values()), create_graph=True, materialize_grads=True
@@ -404,7 +414,7 @@ class Objective:
         (grad_x,) = torch.autograd.grad(product, X, materialize_grads=True)
         return grad_x, gradient_sum
 
-    def _affine_feature_gradient(self, X, y, direction):
+    def _affine_feature_gradient(self, X, y, direction, params=None):
         """:meth:`poison_feature_gradient` in closed form for ``h = X W^T + b``.
 
         Four products with ``X`` and ``(m, k)`` temporaries only: ``h = X W^T + b``,
@@ -412,8 +422,9 @@ class Objective:
         ``grad_x = g R_W + (H s) W``.
         """
         weight, bias = self._affine
-        W = self.params[weight]
-        b = None if bias is None else self.params[bias]
+        params = self.params if params is None else params
+        W = params[weight]
+        b = None if bias is None else params[bias]
         h = X @ W.T if b is None else torch.addmm(b, X, W.T)
         g, hessian_product = self.loss.output_derivatives(h, y)
         parts = {weight: g.T @ X}

@@ -78,6 +78,14 @@ class TrainingLoss:
 
         return g.detach(), hessian_product
 
+    def reversed_per_sample(self, h, y):
+        """Per-sample *reversed* losses: small when the model does **not** predict ``y``.
+
+        Gradient Matching's adversarial loss (the reversed cross-entropy of Fowl et
+        al. 2021, paper equation (35)).  Losses without one raise ``TypeError``.
+        """
+        raise TypeError(f"{type(self).__name__} has no reversed loss.")
+
     def group_bounds(self, ranges, n_groups, *, n_outputs, n_classes=None, label_range=None):
         """Bounds ``(a, b)`` of ``<h, grad_h l>`` for one point, per threshold group.
 
@@ -146,6 +154,10 @@ class BinaryMarginLoss(TrainingLoss):
         first, second = self._margin_derivatives(y * h.detach())
         return y * first, lambda s: second * s
 
+    def reversed_per_sample(self, h, y):
+        # the loss of the other label: for the logistic loss exactly -log(1 - p_y)
+        return self.spec.loss(-y * h[:, 0])
+
     def _bounds(self, ranges, k):
         if ranges is None:
             return self.spec.a, self.spec.b
@@ -172,6 +184,9 @@ class OneVsRestMarginLoss(BinaryMarginLoss):
 
     def per_sample(self, h, y):
         return self.spec.loss(y * h).sum(dim=1)
+
+    def reversed_per_sample(self, h, y):
+        return self.spec.loss(-y * h).sum(dim=1)
 
 
 class CrossEntropyLoss(TrainingLoss):
@@ -217,6 +232,18 @@ class CrossEntropyLoss(TrainingLoss):
             h = torch.log(h + self.probability_epsilon)
         return F.nll_loss(h, y, reduction="none")
 
+    def reversed_per_sample(self, h, y):
+        """``-log(1 - p_y)``, the reversed cross-entropy (paper equation (35))."""
+        column = y[:, None]
+        if not self.log_probabilities:
+            # -log sum_{k != y} softmax(h)_k = logsumexp(h) - logsumexp(h without h_y)
+            others = h.scatter(1, column, float("-inf"))
+            return torch.logsumexp(h, dim=1) - torch.logsumexp(others, dim=1)
+        if self.probability_epsilon is not None:
+            h = torch.log(h + self.probability_epsilon)
+        log_p = torch.clamp(h.gather(1, column)[:, 0], max=-torch.finfo(h.dtype).eps)
+        return -torch.log(-torch.expm1(log_p))
+
     def group_bounds(self, ranges, n_groups, *, n_outputs, n_classes=None, label_range=None):
         if ranges is None:
             return [softmax_bounds(n_classes)]
@@ -253,6 +280,10 @@ class SquaredLoss(TrainingLoss):
 
     def output_derivatives(self, h, y):
         return h.detach() - y, lambda s: s
+
+    def reversed_per_sample(self, h, y):
+        # regression has no other label: reversing the loss is maximising it
+        return -self.per_sample(h, y)
 
     def group_bounds(self, ranges, n_groups, *, n_outputs, n_classes=None, label_range=None):
         if label_range is None:
