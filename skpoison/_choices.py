@@ -12,5 +12,5 @@ MODELS = ("logreg", "linear-svc", "sgd") + NETS
 TARGETS = ("gradpc", "randompc", "labelflip", "scaled-gradpc")
 DEFENSES = ("sever", "influence")
 # the attacks `skpoison compare` runs side by side, and the targets it builds
-ATTACKS = ("gc", "kkt", "mt", "fw", "labelflip")
+ATTACKS = ("gc", "kkt", "mt", "fw", "labelflip", "gm", "tgda")
 COMPARE_TARGETS = ("labelflip", "gradpc")

@@ -31,6 +31,8 @@ FAST = {
     "kkt": {"max_iter": 40},
     "fw": {"max_iter": 4, "n_starts": 3, "search_iter": 10},
     "mt": {"n_starts": 2, "search_iter": 5},
+    "gm": {"max_iter": 20},
+    "tgda": {"max_iter": 3, "follower_steps": 2, "cg_max_iter": 5},
 }
 
 

@@ -298,7 +298,11 @@ class PoisoningProtocol:
                 "n_poison": n_poison,
                 "accuracy": acc,
                 "accuracy_drop": self.clean_accuracy_ - acc,
-                "gradient_norm": float(sampler.gradient_norm_),
+                # attacks without a target (TGDA, Gradient Matching): measured here
+                "gradient_norm": float(
+                    sampler.gradient_norm_ if hasattr(sampler, "gradient_norm_")
+                    else analyzer.gradient_norm(sampler.X_poison_, sampler.y_poison_)
+                ),
                 "lower_bound": float(
                     analyzer.residual_lower_bound(max(n_poison, 1) / len(self.X_train))
                 ),

@@ -9,8 +9,10 @@ from sklearn.svm import LinearSVC
 
 from .._choices import ATTACKS, DATASETS, DEFENSES, MODELS, NETS, TARGETS
 from ..attacks import (
+    TGDA,
     FrankWolfeCanceling,
     GradientCanceling,
+    GradientMatching,
     KKTAttack,
     LabelFlipAttack,
     ModelTargetedAttack,
@@ -316,7 +318,9 @@ def make_attack(
     ``fw`` :class:`~skpoison.attacks.FrankWolfeCanceling` and ``labelflip``
     :class:`~skpoison.attacks.LabelFlipAttack` with adversarial flips (its gradient
     norm is reported at ``target``; its poison is clean rows, so the box does not
-    apply).  Further keyword arguments are parameters of that attack.
+    apply), ``gm`` :class:`~skpoison.attacks.GradientMatching` and ``tgda``
+    :class:`~skpoison.attacks.TGDA` (both attack ``victim`` itself, with no target).
+    Further keyword arguments are parameters of that attack.
 
     Examples
     --------
@@ -352,4 +356,7 @@ _ATTACKS = {
     "mt": lambda target, victim, **kw: ModelTargetedAttack(target, victim, **kw),
     "fw": _boxed(FrankWolfeCanceling),
     "labelflip": _label_flip,
+    # the target-free baselines attack the victim itself (its clean fit)
+    "gm": lambda target, victim, **kw: GradientMatching(victim, **kw),
+    "tgda": lambda target, victim, **kw: TGDA(victim, **kw),
 }
