@@ -23,7 +23,6 @@ from skpoison.datasets import load_digits, make_gaussian
 from skpoison.defenses import InfluenceFilter, MaxUpClassifier, SeverFilter
 from skpoison.models import SeededNeuralNetClassifier
 from skpoison.objectives import as_objective
-from skpoison.targets import GradPC
 from _gradpc_old import old_gradpc
 
 FILTERS = (SeverFilter, InfluenceFilter)

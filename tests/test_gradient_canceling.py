@@ -28,7 +28,7 @@ from sklearn.utils._param_validation import InvalidParameterError
 from skpoison import GradientCanceling, PoisonabilityAnalyzer
 from skpoison.datasets import load_digits, make_gaussian
 from skpoison.objectives._base import Objective
-from skpoison.targets import GradPC, LabelFlipTarget, ScaledTarget
+from skpoison.targets import LabelFlipTarget, ScaledTarget
 from _gradpc_old import old_gradpc
 
 # ------------------------------------------------------------------------ fixtures

@@ -15,7 +15,7 @@ import torch
 from sklearn.frozen import FrozenEstimator
 from sklearn.linear_model import LogisticRegression
 
-from skpoison import GradientCanceling, PoisonabilityAnalyzer
+from skpoison import GradientCanceling
 from skpoison.attacks._gradient_canceling import _mean_feature_std
 from skpoison.attacks._least_squares import ResidualMap, lbfgs, levenberg_marquardt
 from skpoison.datasets import load_digits, make_gaussian

@@ -17,7 +17,6 @@ from sklearn.frozen import FrozenEstimator
 from skpoison import GradientCanceling, PoisonabilityAnalyzer
 from skpoison.datasets import load_digits, train_validation_split
 from skpoison.models import make_net
-from skpoison.targets import GradPC
 from _gradpc_old import old_gradpc
 
 F64 = dict(device="cpu", dtype="float64")

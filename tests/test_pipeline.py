@@ -13,7 +13,6 @@ from sklearn.model_selection import GridSearchCV, StratifiedKFold
 
 from skpoison import GradientCanceling
 from skpoison.datasets import load_digits
-from skpoison.targets import GradPC
 from _gradpc_old import old_gradpc
 
 

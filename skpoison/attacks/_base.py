@@ -1,17 +1,23 @@
 """What the poisoning samplers share: the budget, the analyzer of the target on the
 clean data, the canceling residual's units, and clean data followed by poison."""
 
+from numbers import Integral, Real
+
 import numpy as np
 import torch
 from sklearn.base import is_regressor
 from sklearn.frozen import FrozenEstimator
+from sklearn.utils._param_validation import StrOptions
 from sklearn.utils.validation import validate_data
 
 from .._poisonability import PoisonabilityAnalyzer
 from .._sampler import RowSampler, as_given
-from ..utils import projection_box
+from ..utils import NumberInterval, projection_box
 
 __all__ = [
+    "BATCH_CONSTRAINT",
+    "BOX_CONSTRAINTS",
+    "COMMON_CONSTRAINTS",
     "CancelingResidual",
     "PoisonSampler",
     "clean_in_box",
@@ -19,6 +25,22 @@ __all__ = [
     "is_regressor_target",
     "n_poison_points",
 ]
+
+
+#: Constraints of the parameters every attack has.
+COMMON_CONSTRAINTS = {
+    "epsilon_d": [NumberInterval(Real, 0, None, closed="neither")],
+    "random_state": ["random_state"],
+    "device": [str, torch.device],
+    "dtype": [StrOptions({"float32", "float64"})],
+}
+#: Constraints of the poison box, shared by the attacks that move poison features.
+BOX_CONSTRAINTS = {
+    "feature_range": [tuple, list, None],
+    "clip": [StrOptions({"data"}), None],
+}
+#: Constraint of ``batch_size`` (rows per batch, or ``None`` for one batch).
+BATCH_CONSTRAINT = {"batch_size": [NumberInterval(Integral, 1, None, closed="left"), None]}
 
 
 def n_poison_points(epsilon_d, n_samples):

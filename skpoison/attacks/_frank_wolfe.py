@@ -15,12 +15,14 @@ from tqdm.auto import tqdm
 
 from ..utils import NumberInterval, projection_box
 from ._base import (
+    BATCH_CONSTRAINT,
+    BOX_CONSTRAINTS,
+    COMMON_CONSTRAINTS,
     CancelingResidual,
     PoisonSampler,
     fit_analyzer,
     is_regressor_target,
     n_poison_points,
-
 )
 
 __all__ = ["FrankWolfeCanceling"]
@@ -189,20 +191,16 @@ class FrankWolfeCanceling(PoisonSampler):
     """
 
     _parameter_constraints = {
+        **COMMON_CONSTRAINTS,
+        **BOX_CONSTRAINTS,
+        **BATCH_CONSTRAINT,
         "target": [HasMethods(["fit"])],
-        "epsilon_d": [NumberInterval(Real, 0, None, closed="neither")],
         "max_iter": [NumberInterval(Integral, 1, None, closed="left")],
         "step": [StrOptions({"fully-corrective", "line-search", "standard"})],
         "n_starts": [NumberInterval(Integral, 1, None, closed="left")],
         "search_iter": [NumberInterval(Integral, 0, None, closed="left")],
         "search_lr": [NumberInterval(Real, 0, None, closed="neither")],
         "tol": [NumberInterval(Real, 0, None, closed="left")],
-        "batch_size": [NumberInterval(Integral, 1, None, closed="left"), None],
-        "feature_range": [tuple, list, None],
-        "clip": [StrOptions({"data"}), None],
-        "random_state": ["random_state"],
-        "device": [str, torch.device],
-        "dtype": [StrOptions({"float32", "float64"})],
         "verbose": ["verbose"],
     }
 

@@ -23,7 +23,14 @@ from ..utils._distributed import (
     shard_slice,
     world,
 )
-from ._base import PoisonSampler, is_regressor_target, n_poison_points
+from ._base import (
+    BATCH_CONSTRAINT,
+    BOX_CONSTRAINTS,
+    COMMON_CONSTRAINTS,
+    PoisonSampler,
+    is_regressor_target,
+    n_poison_points,
+)
 from ._least_squares import ResidualMap, lbfgs, levenberg_marquardt
 
 __all__ = ["GradientCanceling"]
@@ -188,20 +195,16 @@ class GradientCanceling(PoisonSampler):
     """
 
     _parameter_constraints = {
+        **COMMON_CONSTRAINTS,
+        **BOX_CONSTRAINTS,
+        **BATCH_CONSTRAINT,
         "target": [HasMethods(["fit"])],
-        "epsilon_d": [NumberInterval(Real, 0, None, closed="neither")],
         "max_iter": [NumberInterval(Integral, 1, None, closed="left")],
         "optimizer": [StrOptions({"adam", "sgd", "gd", "gauss-newton", "lbfgs"})],
         "lr": [NumberInterval(Real, 0, None, closed="neither"), None],
         "schedule": [StrOptions({"cosine", "constant"})],
         "tol": [NumberInterval(Real, 0, None, closed="left")],
-        "batch_size": [NumberInterval(Integral, 1, None, closed="left"), None],
-        "feature_range": [tuple, list, None],
-        "clip": [StrOptions({"data"}), None],
         "warm_start": ["boolean"],
-        "random_state": ["random_state"],
-        "device": [str, torch.device],
-        "dtype": [StrOptions({"float32", "float64"})],
         "verbose": ["verbose"],
         "parameters": [list, tuple, None],
     }

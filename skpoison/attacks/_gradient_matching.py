@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from sklearn.base import _fit_context
 from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import HasMethods, StrOptions
+from sklearn.utils._param_validation import HasMethods
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import validate_data
 from tqdm.auto import tqdm
@@ -17,7 +17,15 @@ from ..objectives import as_objective
 from ..objectives._clean_gradient import clean_batch_rows
 from ..targets._base import fit_source_estimator
 from ..utils import NumberInterval, batch_slices
-from ._base import PoisonSampler, clean_in_box, is_regressor_target, n_poison_points
+from ._base import (
+    BATCH_CONSTRAINT,
+    BOX_CONSTRAINTS,
+    COMMON_CONSTRAINTS,
+    PoisonSampler,
+    clean_in_box,
+    is_regressor_target,
+    n_poison_points,
+)
 from ._gradient_canceling import _mean_feature_std
 
 __all__ = ["GradientMatching"]
@@ -196,18 +204,14 @@ class GradientMatching(PoisonSampler):
     """
 
     _parameter_constraints = {
+        **COMMON_CONSTRAINTS,
+        **BOX_CONSTRAINTS,
+        **BATCH_CONSTRAINT,
         "estimator": [HasMethods(["fit"])],
-        "epsilon_d": [NumberInterval(Real, 0, None, closed="neither")],
         "max_iter": [NumberInterval(Integral, 0, None, closed="left")],
         "restarts": [NumberInterval(Integral, 1, None, closed="left")],
         "lr": [NumberInterval(Real, 0, None, closed="neither")],
         "perturbation_bound": [NumberInterval(Real, 0, None, closed="neither"), None],
-        "batch_size": [NumberInterval(Integral, 1, None, closed="left"), None],
-        "feature_range": [tuple, list, None],
-        "clip": [StrOptions({"data"}), None],
-        "random_state": ["random_state"],
-        "device": [str, torch.device],
-        "dtype": [StrOptions({"float32", "float64"})],
         "verbose": ["verbose"],
     }
 

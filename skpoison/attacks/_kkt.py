@@ -7,19 +7,21 @@ import numpy as np
 import torch
 from sklearn.base import _fit_context
 from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import HasMethods, StrOptions
+from sklearn.utils._param_validation import HasMethods
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 from tqdm.auto import tqdm
 
 from ..utils import NumberInterval, projection_box
 from ._base import (
+    BATCH_CONSTRAINT,
+    BOX_CONSTRAINTS,
+    COMMON_CONSTRAINTS,
     CancelingResidual,
     PoisonSampler,
     fit_analyzer,
     is_regressor_target,
     n_poison_points,
-
 )
 from ._frank_wolfe import round_weights, simplex_weights
 
@@ -144,18 +146,14 @@ class KKTAttack(PoisonSampler):
     """
 
     _parameter_constraints = {
+        **COMMON_CONSTRAINTS,
+        **BOX_CONSTRAINTS,
+        **BATCH_CONSTRAINT,
         "target": [HasMethods(["fit"])],
-        "epsilon_d": [NumberInterval(Real, 0, None, closed="neither")],
         "n_points_per_class": [NumberInterval(Integral, 1, None, closed="left")],
         "max_iter": [NumberInterval(Integral, 2, None, closed="left")],
         "lr": [NumberInterval(Real, 0, None, closed="neither")],
         "tol": [NumberInterval(Real, 0, None, closed="left")],
-        "batch_size": [NumberInterval(Integral, 1, None, closed="left"), None],
-        "feature_range": [tuple, list, None],
-        "clip": [StrOptions({"data"}), None],
-        "random_state": ["random_state"],
-        "device": [str, torch.device],
-        "dtype": [StrOptions({"float32", "float64"})],
         "verbose": ["verbose"],
     }
 

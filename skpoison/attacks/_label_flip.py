@@ -1,7 +1,5 @@
 """Label flipping: the classic poisoning baseline as an imbalanced-learn sampler."""
 
-from numbers import Real
-
 import numpy as np
 import torch
 from sklearn.base import _fit_context, clone
@@ -13,8 +11,8 @@ from sklearn.utils.validation import validate_data
 
 from ..objectives import as_objective
 from ..targets import TargetRecipe
-from ..utils import NumberInterval, flip_labels
-from ._base import PoisonSampler, fit_analyzer, n_poison_points
+from ..utils import flip_labels
+from ._base import COMMON_CONSTRAINTS, PoisonSampler, fit_analyzer, n_poison_points
 
 __all__ = ["LabelFlipAttack"]
 
@@ -110,13 +108,10 @@ class LabelFlipAttack(PoisonSampler):
     """
 
     _parameter_constraints = {
+        **COMMON_CONSTRAINTS,
         "estimator": [HasMethods(["fit"])],
-        "epsilon_d": [NumberInterval(Real, 0, None, closed="neither")],
         "strategy": [StrOptions({"random", "adversarial"})],
         "target": [HasMethods(["fit"]), None],
-        "random_state": ["random_state"],
-        "device": [str, torch.device],
-        "dtype": [StrOptions({"float32", "float64"})],
     }
 
     def __init__(

@@ -7,7 +7,7 @@ import torch
 from sklearn.base import _fit_context, clone
 from sklearn.frozen import FrozenEstimator
 from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import HasMethods, StrOptions
+from sklearn.utils._param_validation import HasMethods
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import validate_data
 from tqdm.auto import tqdm
@@ -15,7 +15,13 @@ from tqdm.auto import tqdm
 from ..objectives import as_objective
 from ..targets import TargetRecipe
 from ..utils import NumberInterval, projection_box
-from ._base import PoisonSampler, fit_analyzer, n_poison_points
+from ._base import (
+    BOX_CONSTRAINTS,
+    COMMON_CONSTRAINTS,
+    PoisonSampler,
+    fit_analyzer,
+    n_poison_points,
+)
 
 __all__ = ["ModelTargetedAttack"]
 
@@ -136,18 +142,14 @@ class ModelTargetedAttack(PoisonSampler):
     """
 
     _parameter_constraints = {
+        **COMMON_CONSTRAINTS,
+        **BOX_CONSTRAINTS,
         "target": [HasMethods(["fit"])],
         "victim": [HasMethods(["fit"])],
-        "epsilon_d": [NumberInterval(Real, 0, None, closed="neither")],
         "distance_tol": [NumberInterval(Real, 0, None, closed="left")],
         "n_starts": [NumberInterval(Integral, 1, None, closed="left")],
         "search_iter": [NumberInterval(Integral, 0, None, closed="left")],
         "search_lr": [NumberInterval(Real, 0, None, closed="neither")],
-        "feature_range": [tuple, list, None],
-        "clip": [StrOptions({"data"}), None],
-        "random_state": ["random_state"],
-        "device": [str, torch.device],
-        "dtype": [StrOptions({"float32", "float64"})],
         "verbose": ["verbose"],
     }
 

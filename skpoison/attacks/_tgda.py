@@ -10,7 +10,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.frozen import FrozenEstimator
 from sklearn.model_selection import train_test_split
 from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import HasMethods, StrOptions
+from sklearn.utils._param_validation import HasMethods
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import validate_data
 from tqdm.auto import tqdm
@@ -20,7 +20,15 @@ from ..objectives._clean_gradient import clean_batch_rows
 from ..objectives._curvature import penalty_hessian_diagonal
 from ..targets import TargetRecipe
 from ..utils import NumberInterval, batch_slices, check_feature_names
-from ._base import PoisonSampler, clean_in_box, is_regressor_target, n_poison_points
+from ._base import (
+    BATCH_CONSTRAINT,
+    BOX_CONSTRAINTS,
+    COMMON_CONSTRAINTS,
+    PoisonSampler,
+    clean_in_box,
+    is_regressor_target,
+    n_poison_points,
+)
 from ._gradient_canceling import _mean_feature_std
 
 __all__ = ["TGDA"]
@@ -280,8 +288,10 @@ class TGDA(PoisonSampler):
     """
 
     _parameter_constraints = {
+        **COMMON_CONSTRAINTS,
+        **BOX_CONSTRAINTS,
+        **BATCH_CONSTRAINT,
         "estimator": [HasMethods(["fit"])],
-        "epsilon_d": [NumberInterval(Real, 0, None, closed="neither")],
         "max_iter": [NumberInterval(Integral, 1, None, closed="left")],
         "leader_lr": [NumberInterval(Real, 0, None, closed="neither")],
         "follower_lr": [NumberInterval(Real, 0, None, closed="neither")],
@@ -290,12 +300,6 @@ class TGDA(PoisonSampler):
         "damping": [NumberInterval(Real, 0, None, closed="left")],
         "cg_max_iter": [NumberInterval(Integral, 1, None, closed="left")],
         "cg_tol": [NumberInterval(Real, 0, None, closed="neither")],
-        "batch_size": [NumberInterval(Integral, 1, None, closed="left"), None],
-        "feature_range": [tuple, list, None],
-        "clip": [StrOptions({"data"}), None],
-        "random_state": ["random_state"],
-        "device": [str, torch.device],
-        "dtype": [StrOptions({"float32", "float64"})],
         "verbose": ["verbose"],
     }
 

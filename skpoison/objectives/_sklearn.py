@@ -14,7 +14,6 @@ from sklearn.linear_model import (
     SGDClassifier,
 )
 from sklearn.svm import LinearSVC
-from sklearn.utils.validation import check_is_fitted
 
 from ._base import Objective
 from ._losses import BinaryMarginLoss, CrossEntropyLoss, OneVsRestMarginLoss, SquaredLoss
