@@ -24,7 +24,7 @@ from ..targets import GradPC, LabelFlipTarget
 from ..utils import atomic_write
 from ._reporting import format_table
 
-__all__ = ["PRESETS", "figure2", "figure3", "table2", "table6"]
+__all__ = ["PRESETS", "figure2", "figure3", "format_result", "table2", "table6"]
 
 #: Sizes of the runs: training rows (``None``: all 60000), GC steps and retraining
 #: epochs.  ``"gpu"`` is the paper's protocol; ``"cpu"`` a subset that runs here.
@@ -63,6 +63,35 @@ def _table(result, *, markdown=False):
     columns = result["columns"]
     cells = [[row.get(c, "") for c in columns] for row in result["rows"]]
     return format_table(columns, cells, markdown=markdown)
+
+
+def _setting(value):
+    if isinstance(value, (list, tuple)):
+        return " ".join(_setting(v) for v in value)
+    if value is None:
+        return "all"
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def format_result(result, *, markdown=False):
+    """The table of a result of :func:`table2`, :func:`figure2`, :func:`figure3` or
+    :func:`table6`, under a line naming the experiment and its settings.
+
+    Examples
+    --------
+    >>> from skpoison.experiments._reproduce import format_result
+    >>> result = {"experiment": "table6", "columns": ["flip_fraction", "tau"],
+    ...           "rows": [{"flip_fraction": 0.1, "tau": 0.25}],
+    ...           "settings": {"preset": "cpu", "n_train": 5000}}
+    >>> print(format_result(result))
+    table6 (preset cpu, n_train 5000)
+    <BLANKLINE>
+      flip_fraction     tau
+                0.1    0.25
+    """
+    name = result["experiment"] + (f" {result['model']}" if "model" in result else "")
+    settings = ", ".join(f"{k} {_setting(v)}" for k, v in result["settings"].items())
+    return f"{name} ({settings})\n\n" + _table(result, markdown=markdown)
 
 
 def _write(result, output, name, figure=None):
@@ -228,6 +257,7 @@ def figure2(
         target_accuracy, clean_accuracy) and ``files``.
     """
     settings = _settings(preset, n_train=n_train, gc_iter=gc_iter)
+    del settings["retrain_epochs"]  # no epoch-trained victim here
     loaders = {
         "gaussian": lambda: _gaussian_data(seed),
         "mnist17": lambda: _mnist17_data(seed, data_home, settings["n_train"]),
@@ -309,6 +339,7 @@ def figure3(
         (eps_w -> list of gradient norms per step) and ``files``.
     """
     settings = _settings(preset, n_train=n_train, gc_iter=gc_iter)
+    del settings["retrain_epochs"]  # no epoch-trained victim here
     X, y, _, _ = _mnist(data_home, settings["n_train"], seed)
     source = paper_victim(model, random_state=seed, device=device).fit(X, y)
     rows, histories = [], {}
@@ -359,7 +390,7 @@ def table6(
     result : dict
         ``columns``, ``rows`` (flip_fraction, target_accuracy, tau, tau2) and ``files``.
     """
-    settings = _settings(preset, n_train=n_train)
+    settings = {"n_train": _settings(preset, n_train=n_train)["n_train"]}
     X, X_test, y, y_test = _mnist17_data(seed, data_home, settings["n_train"])
     rows = []
     for fraction in flip_fractions:
