@@ -73,7 +73,7 @@ def _add_common(parser):
         "--epsilon-w", type=_positive_float, default=None,
         help="parameter budget of the GradPC/RandomPC target; unset: 1 for logreg on "
         "MNIST, 0.5 for the nets on MNIST, 0.01 for the nets and 0.1 for the linear "
-        "models on the small data sets (0.5 on or)",
+        "models on the small data sets (0.07 on digits, 0.5 on or)",
     )
     parser.add_argument(
         "--random-state", type=int, default=0,
@@ -137,7 +137,7 @@ def build_parser():
     )
     _add_common(attack)
     attack.add_argument(
-        "--epsilon-d", type=_budget, nargs="+", default=[0.03, 0.1, 1.0, "tau"],
+        "--epsilon-d", type=_budget, nargs="+", default=[0.03, 0.1, 1.0, 3.0, "tau"],
         help="poison budgets (poison points per clean point); 'tau' stands for the "
         "target's threshold",
     )
@@ -146,7 +146,7 @@ def build_parser():
         help="scale the target down (same predictions) until its tau is at most this",
     )
     attack.add_argument(
-        "--max-iter", type=_positive_int, default=1000, help="Gradient Canceling steps per budget"
+        "--max-iter", type=_positive_int, default=300, help="Gradient Canceling steps per budget"
     )
     attack.add_argument(
         "--n-train", type=_positive_int, default=None,
@@ -168,7 +168,8 @@ def build_parser():
     )
     attack.add_argument(
         "--output", default=None,
-        help="folder to write results.json, table.md and gradient_norms.png into",
+        help="folder to write results.json, table.md, gradient_norms.png and "
+        "phase_transition.png into",
     )
     _add_reproduce(sub, formatter)
     return parser

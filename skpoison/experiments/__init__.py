@@ -30,6 +30,7 @@ from ._reporting import (
     format_attack_table,
     format_defense_table,
     format_table,
+    phase_transition_figure,
     report_to_json,
     write_attack_report,
 )
@@ -54,6 +55,7 @@ __all__ = [
     "format_attack_table",
     "format_defense_table",
     "format_table",
+    "phase_transition_figure",
     "load_dataset",
     "make_defense",
     "make_model",

@@ -22,7 +22,7 @@ from ..datasets import fetch_mnist, make_gaussian, normalize_mnist, train_valida
 from ..models import paper_victim
 from ..targets import GradPC, LabelFlipTarget
 from ..utils import atomic_write
-from ._reporting import format_table
+from ._reporting import format_table, plot_phase_transition
 
 __all__ = ["PRESETS", "figure2", "figure3", "format_result", "table2", "table6"]
 
@@ -292,23 +292,16 @@ def figure2(
     figure = None
     if output is not None:
         plt = _pyplot()
-        figure, axes = plt.subplots(2, len(datasets), figsize=(5 * len(datasets), 6),
+        figure, axes = plt.subplots(2, len(datasets), figsize=(6.4 * len(datasets), 6.4),
                                     squeeze=False, sharex="col")
         for j, name in enumerate(datasets):
             part = [r for r in rows if r["dataset"] == name]
-            eps = [r["epsilon_d"] for r in part]
-            axes[0, j].semilogx(eps, [r["accuracy"] for r in part], "o-", label="retrained")
-            axes[0, j].axhline(part[0]["target_accuracy"], ls=":", color="gray",
-                               label="target")
-            axes[0, j].set_ylabel("test accuracy")
-            axes[0, j].set_title(f"{name}: tau = {taus[name]:.3g}")
-            axes[1, j].loglog(eps, [r["gradient_norm"] for r in part], "o-")
-            axes[1, j].set_ylabel("||g(chi)|| / ||g(mu)||")
-            axes[1, j].set_xlabel("poisoning ratio eps_d")
-            for ax in axes[:, j]:
-                if 0 < taus[name] < np.inf:
-                    ax.axvline(taus[name], color="red", ls="--", label="tau")
-            axes[0, j].legend()
+            report = {"clean_accuracy": part[0]["clean_accuracy"],
+                      "target_accuracy": part[0]["target_accuracy"],
+                      "threshold": taus[name], "rows": part}
+            plot_phase_transition(axes[0, j], axes[1, j], report,
+                                  title=f"{name}, logistic regression (eps_w = {epsilon_w:g})")
+        figure.tight_layout()
     result["files"] = _write(result, output, "figure2", figure)
     return result
 
