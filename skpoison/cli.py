@@ -356,7 +356,8 @@ def _run_reproduce(args, sub, stages):
     torch.set_num_threads(args.threads)
     try:
         if stages is not None:
-            stages(f"reproducing {args.experiment} (preset {args.preset})")
+            stages(f"{args.experiment}: loading the data")
+            kwargs["progress"] = lambda message: stages(f"{args.experiment}: {message}")
         with threadpool_limits(limits=args.threads):
             result = getattr(experiments, args.experiment)(**kwargs)
     finally:

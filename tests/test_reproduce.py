@@ -202,3 +202,30 @@ def test_cli_choices_match_the_experiments():
 
     assert _choices.PRESET_NAMES == tuple(PRESETS)
     assert _choices.PAPER_MODELS == PAPER_VICTIMS
+
+
+def test_cli_reproduce_progress_on_a_terminal(monkeypatch, capsys):
+    import io
+    import sys
+
+    from skpoison.cli import main
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    argv = ["reproduce", "figure2", "--datasets", "gaussian", "--epsilon-d", "0.1", "2",
+            "--gc-iter", "5", "--device", "cpu"]
+    assert main(argv) == 0
+    err = terminal.getvalue()
+    for stage in ("figure2: gaussian: target and tau",
+                  "figure2: gaussian: Gradient Canceling and retraining at eps_d = 0.1",
+                  "figure2: gaussian: Gradient Canceling and retraining at eps_d = 2"):
+        assert stage in err, stage
+    assert "[skpoison]" not in capsys.readouterr().out
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    assert main(argv + ["--quiet"]) == 0
+    assert terminal.getvalue() == ""

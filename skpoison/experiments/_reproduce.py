@@ -137,6 +137,7 @@ def table2(
     data_home=None,
     device="auto",
     output=None,
+    progress=None,
 ):
     """Table 2 of the paper on MNIST: GradPC targets, tau and GC's accuracy per budget.
 
@@ -167,6 +168,8 @@ def table2(
     device : str, default="auto"
     output : str or path or None, default=None
         Folder for ``table2_<model>.json/.md/.txt``.
+    progress : callable or None, default=None
+        Called with a message at each stage (this and the other experiments).
 
     Returns
     -------
@@ -181,7 +184,9 @@ def table2(
     gc_columns = [f"gc_accuracy@{eps:g}" for eps in epsilon_d]
     columns = ["seed", "clean_accuracy", "gradpc_accuracy", "tau2", "tau", *gc_columns]
     rows = []
+    progress = progress or (lambda message: None)
     for seed in seeds:
+        progress(f"seed {seed}: source model, GradPC target and tau")
         X, y, X_test, y_test = _mnist(data_home, settings["n_train"], seed)
         source = paper_victim(model, random_state=seed, device=device).fit(X, y)
         gpc = GradPC(FrozenEstimator(source), epsilon_w=eps_w, random_state=seed,
@@ -196,6 +201,7 @@ def table2(
             "tau": float(analyzer.threshold_),
         }
         for eps, column in zip(epsilon_d, gc_columns):
+            progress(f"seed {seed}: Gradient Canceling and retraining at eps_d = {eps:g}")
             gc = GradientCanceling(target, epsilon_d=eps, max_iter=settings["gc_iter"],
                                    random_state=seed, device=device)
             X_mixed, y_mixed = gc.fit_resample(X, y, clean_gradient=analyzer.clean_)
@@ -241,6 +247,7 @@ def figure2(
     data_home=None,
     device="auto",
     output=None,
+    progress=None,
 ):
     """Figure 2: the phase transition of GC at tau, on the 10-D Gaussian data and MNIST-17.
 
@@ -266,7 +273,9 @@ def figure2(
     if unknown:
         raise ValueError(f"Unknown datasets {unknown}; choose among {tuple(loaders)}.")
     rows, taus = [], {}
+    progress = progress or (lambda message: None)
     for name in datasets:
+        progress(f"{name}: target and tau")
         X, X_test, y, y_test = loaders[name]()
         victim = LogisticRegression(max_iter=1000)
         gpc = GradPC(victim, epsilon_w=epsilon_w, random_state=seed, device=device).fit(X, y)
@@ -274,6 +283,7 @@ def figure2(
         analyzer = PoisonabilityAnalyzer(target, device=device).fit(X, y)
         taus[name] = float(analyzer.threshold_)
         for eps in epsilon_d:
+            progress(f"{name}: Gradient Canceling and retraining at eps_d = {eps:g}")
             gc = GradientCanceling(target, epsilon_d=eps, max_iter=settings["gc_iter"],
                                    random_state=seed, device=device)
             X_mixed, y_mixed = gc.fit_resample(X, y, clean_gradient=analyzer.clean_)
@@ -319,6 +329,7 @@ def figure3(
     data_home=None,
     device="auto",
     output=None,
+    progress=None,
 ):
     """Figure 3: GC's relative gradient norm per step at ``epsilon_d`` for several eps_w.
 
@@ -336,7 +347,9 @@ def figure3(
     X, y, _, _ = _mnist(data_home, settings["n_train"], seed)
     source = paper_victim(model, random_state=seed, device=device).fit(X, y)
     rows, histories = [], {}
+    progress = progress or (lambda message: None)
     for eps_w in epsilon_w:
+        progress(f"eps_w = {eps_w:g}: GradPC target and Gradient Canceling")
         gpc = GradPC(FrozenEstimator(source), epsilon_w=eps_w, random_state=seed,
                      device=device).fit(X, y)
         gc = GradientCanceling(FrozenEstimator(gpc.target_), epsilon_d=epsilon_d,
@@ -375,6 +388,7 @@ def table6(
     data_home=None,
     device="auto",
     output=None,
+    progress=None,
 ):
     """Table 6: tau of label-flip targets on MNIST-17 with logistic regression.
 
@@ -386,7 +400,9 @@ def table6(
     settings = {"n_train": _settings(preset, n_train=n_train)["n_train"]}
     X, X_test, y, y_test = _mnist17_data(seed, data_home, settings["n_train"])
     rows = []
+    progress = progress or (lambda message: None)
     for fraction in flip_fractions:
+        progress(f"flip fraction {fraction:g}: target and tau")
         flip = LabelFlipTarget(LogisticRegression(max_iter=1000), flip_fraction=fraction,
                                random_state=seed).fit(X, y)
         analyzer = PoisonabilityAnalyzer(FrozenEstimator(flip.target_), device=device).fit(X, y)
