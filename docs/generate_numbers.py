@@ -88,14 +88,9 @@ def main(argv=None):
     stale = rewrite_tables(table, args.check)
     print(("stale: " if args.check else "rewritten: ") + (", ".join(stale) or "nothing"))
 
-    sweep = skpoison(*MAIN_JOB, "--epsilon-d", "0.1", "1", "4", "8")
-    acc = accuracies(sweep)
-    print("\n--epsilon-d 0.1 1 4 8 (README, user guide): accuracy "
-          + ", ".join(f"{acc[k]}% at {k}" for k in ("0.1", "1", "4", "8")))
-
     scaled = skpoison("attack", "--dataset", "digits", "--epsilon-w", "1", "--target-tau", "0.1")
     figures, acc = head_figures(scaled), accuracies(scaled)
-    print(f"--epsilon-w 1 --target-tau 0.1 (README): target accuracy "
+    print(f"\n--epsilon-w 1 --target-tau 0.1 (README): target accuracy "
           f"{figures['target accuracy']}, clean {figures['clean accuracy']}, "
           f"{acc['0.03']}% at 0.03, {acc['1']}% at 1")
 

@@ -14,7 +14,17 @@ import re
 import sys
 
 from . import __version__
-from ._choices import ATTACKS, COMPARE_TARGETS, DATASETS, DEFENSES, MODELS, TARGETS
+from ._choices import (
+    ATTACKS,
+    COMPARE_TARGETS,
+    DATASETS,
+    DEFENSES,
+    MODELS,
+    PAPER_MODELS,
+    PRESET_NAMES,
+    REPRODUCTIONS,
+    TARGETS,
+)
 
 __all__ = ["build_parser", "main"]
 
@@ -65,7 +75,7 @@ def _add_common(parser):
         "--epsilon-w", type=_positive_float, default=None,
         help="parameter budget of the GradPC/RandomPC target; unset: 1 for logreg on "
         "MNIST, 0.5 for the nets on MNIST, 0.01 for the nets and 0.1 for the linear "
-        "models on the small data sets (0.5 on or)",
+        "models on the small data sets (0.07 on digits, 0.5 on or)",
     )
     parser.add_argument(
         "--random-state", type=int, default=0,
@@ -103,7 +113,9 @@ def build_parser():
         formatter_class=formatter,
     )
     parser.add_argument("--version", action="version", version=f"skpoison {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{analyze,attack,compare}")
+    sub = parser.add_subparsers(
+        dest="command", required=True, metavar="{analyze,attack,compare,reproduce}"
+    )
     analyze = sub.add_parser(
         "analyze",
         help="fit a clean model and a target, print tau and which eps_d can reach it",
@@ -131,7 +143,7 @@ def build_parser():
     )
     _add_common(attack)
     attack.add_argument(
-        "--epsilon-d", type=_budget, nargs="+", default=[0.03, 0.1, 1.0, "tau"],
+        "--epsilon-d", type=_budget, nargs="+", default=[0.03, 0.1, 1.0, 3.0, "tau"],
         help="poison budgets (poison points per clean point); 'tau' stands for the "
         "target's threshold",
     )
@@ -140,7 +152,7 @@ def build_parser():
         help="scale the target down (same predictions) until its tau is at most this",
     )
     attack.add_argument(
-        "--max-iter", type=_positive_int, default=1000, help="Gradient Canceling steps per budget"
+        "--max-iter", type=_positive_int, default=300, help="Gradient Canceling steps per budget"
     )
     attack.add_argument(
         "--n-train", type=_positive_int, default=None,
@@ -162,9 +174,11 @@ def build_parser():
     )
     attack.add_argument(
         "--output", default=None,
-        help="folder to write results.json, table.md and gradient_norms.png into",
+        help="folder to write results.json, table.md, gradient_norms.png and "
+        "phase_transition.png into",
     )
     _add_compare(sub, formatter)
+    _add_reproduce(sub, formatter)
     return parser
 
 
@@ -184,7 +198,8 @@ def _add_compare(sub, formatter):
         "--attack", choices=ATTACKS, nargs="+", default=["gc", "kkt", "mt"],
         help="attacks to compare: gc (Gradient Canceling), kkt (Koh et al.), mt "
         "(Model-Targeted, Suya et al.), fw (Frank-Wolfe canceling), labelflip "
-        "(adversarial label flips)",
+        "(adversarial label flips), gm (Gradient Matching) and tgda (TGDA), the last two "
+        "without a target",
     )
     compare.add_argument("--dataset", choices=DATASETS, default="mnist17", help="the data set")
     compare.add_argument("--model", choices=MODELS, default="logreg", help="the victim model")
@@ -253,6 +268,200 @@ def _run_compare(args, stages):
     if stages is not None:
         stages.close()
     return report_to_json(report, indent=2) if args.json else format_comparison_table(report)
+
+
+# ----------------------------------------------------------------- reproduce
+def _add_reproduce_common(parser, *, gc_steps=True, retrain=False):
+    """The options every ``reproduce`` experiment shares (sizes, files, machine)."""
+    parser.add_argument(
+        "--preset", choices=PRESET_NAMES, default="cpu",
+        help="run sizes: cpu (5000 training rows, 200 GC steps, 30 retraining epochs) "
+        "or gpu (the paper's: all 60000 rows, 1000 steps, 100 epochs)",
+    )
+    parser.add_argument(
+        "--n-train", type=_positive_int, default=None,
+        help="a seeded subset of this many training rows (unset: the preset's)",
+    )
+    if gc_steps:
+        parser.add_argument(
+            "--gc-iter", type=_positive_int, default=None,
+            help="Gradient Canceling steps per budget (unset: the preset's)",
+        )
+    if retrain:
+        parser.add_argument(
+            "--retrain-epochs", type=_positive_int, default=None,
+            help="epochs of the victim retrained on clean plus poison (unset: the preset's)",
+        )
+    parser.add_argument(
+        "--output", default=None,
+        help="folder to write the JSON, Markdown and text tables (and the PNG figure) "
+        "into; unset: print the text table only",
+    )
+    parser.add_argument(
+        "--data-home", default=None,
+        help="folder holding the MNIST files; unset: $SKPOISON_DATA/mnist, else "
+        "~/skpoison_data/mnist",
+    )
+    parser.add_argument(
+        "--device", type=_device, default="auto",
+        help="torch device: auto (CUDA when available), cpu, cuda or cuda:N",
+    )
+    parser.add_argument(
+        "--threads", type=_positive_int, default=1, help="CPU threads for BLAS and torch"
+    )
+    parser.add_argument(
+        "--quiet", action="store_true",
+        help="no progress and no list of written files on standard error",
+    )
+
+
+def _add_reproduce(sub, formatter):
+    """``skpoison reproduce {table2,figure2,figure3,table6}``."""
+    reproduce = sub.add_parser(
+        "reproduce",
+        help="run one of the paper's MNIST experiments (a table or a figure)",
+        description="The paper's MNIST experiments with its released code's victims and "
+        "GradPC schedule. --preset cpu runs a subset that fits a CPU; --preset gpu the "
+        "paper's sizes.",
+        formatter_class=formatter,
+    )
+    experiments = reproduce.add_subparsers(
+        dest="experiment", required=True, metavar="{" + ",".join(REPRODUCTIONS) + "}"
+    )
+    table2 = experiments.add_parser(
+        "table2",
+        help="GradPC targets, tau(2), tau and GC's accuracy per budget, over seeds",
+        description="Table 2: clean accuracy, GradPC target accuracy, tau(2), tau and "
+        "the test accuracy of the victim retrained after Gradient Canceling at each "
+        "eps_d; one row per seed, then the mean and the standard deviation.",
+        formatter_class=formatter,
+    )
+    table2.add_argument(
+        "--model", choices=PAPER_MODELS, default="lr",
+        help="the paper's victim: logistic regression, three-layer MLP or CNN",
+    )
+    table2.add_argument(
+        "--seeds", type=int, nargs="+", default=[0, 1, 2], help="one row per seed"
+    )
+    table2.add_argument(
+        "--epsilon-d", type=_positive_float, nargs="+", default=[0.03, 0.1, 1.0],
+        help="poison budgets (poison points per clean point)",
+    )
+    table2.add_argument(
+        "--epsilon-w", type=_positive_float, default=None,
+        help="absolute GradPC radius; unset: the paper's (1 for lr, 0.5 for the nets)",
+    )
+    _add_reproduce_common(table2, retrain=True)
+
+    figure2 = experiments.add_parser(
+        "figure2",
+        help="the phase transition at tau on the Gaussian data and MNIST-17",
+        description="Figure 2: accuracy after retraining and GC's relative gradient norm "
+        "against eps_d for logistic regression, with tau marked.",
+        formatter_class=formatter,
+    )
+    figure2.add_argument(
+        "--datasets", choices=("gaussian", "mnist17"), nargs="+",
+        default=["gaussian", "mnist17"], help="the data sets, one column of plots each",
+    )
+    figure2.add_argument(
+        "--epsilon-d", type=_positive_float, nargs="+",
+        default=[0.01, 0.03, 0.1, 0.3, 1.0, 3.0], help="poison budgets",
+    )
+    figure2.add_argument(
+        "--epsilon-w", type=_positive_float, default=1.0, help="absolute GradPC radius"
+    )
+    figure2.add_argument("--seed", type=int, default=0, help="seed of the data and the runs")
+    _add_reproduce_common(figure2)
+
+    figure3 = experiments.add_parser(
+        "figure3",
+        help="GC's gradient norm per step at one eps_d for several eps_w",
+        description="Figure 3: the relative gradient norm of Gradient Canceling per step "
+        "on MNIST, one curve per GradPC radius.",
+        formatter_class=formatter,
+    )
+    figure3.add_argument(
+        "--model", choices=PAPER_MODELS, default="lr", help="the paper's victim"
+    )
+    figure3.add_argument(
+        "--epsilon-w", type=_positive_float, nargs="+", default=[0.25, 0.5, 1.0, 2.0],
+        help="absolute GradPC radii, one curve each",
+    )
+    figure3.add_argument(
+        "--epsilon-d", type=_positive_float, default=1.0, help="the poison budget"
+    )
+    figure3.add_argument("--seed", type=int, default=0, help="seed of the data and the runs")
+    _add_reproduce_common(figure3)
+
+    table6 = experiments.add_parser(
+        "table6",
+        help="tau of label-flip targets on MNIST-17 with logistic regression",
+        description="Table 6: target accuracy, tau and tau(2) of label-flip targets on "
+        "MNIST-17 for several flip fractions.",
+        formatter_class=formatter,
+    )
+    table6.add_argument(
+        "--flip-fractions", type=_fraction, nargs="+", default=[0.1, 0.2, 0.3, 0.4, 0.5],
+        help="fractions of training labels flipped, one row each",
+    )
+    table6.add_argument("--seed", type=int, default=0, help="seed of the data and the runs")
+    _add_reproduce_common(table6, gc_steps=False)
+
+
+def _fraction(text):
+    value = _positive_float(text)
+    if value > 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be at most 1")
+    return value
+
+
+def _reproduce_kwargs(args):
+    """Keyword arguments of the ``skpoison.experiments`` function for ``args``."""
+    common = {"preset": args.preset, "n_train": args.n_train, "data_home": args.data_home,
+              "device": args.device, "output": args.output}
+    if args.experiment == "table2":
+        return {"model": args.model, "seeds": tuple(args.seeds),
+                "epsilon_d": tuple(args.epsilon_d), "epsilon_w": args.epsilon_w,
+                "gc_iter": args.gc_iter, "retrain_epochs": args.retrain_epochs, **common}
+    if args.experiment == "figure2":
+        return {"datasets": tuple(dict.fromkeys(args.datasets)),
+                "epsilon_d": tuple(args.epsilon_d), "epsilon_w": args.epsilon_w,
+                "gc_iter": args.gc_iter, "seed": args.seed, **common}
+    if args.experiment == "figure3":
+        return {"model": args.model, "epsilon_w": tuple(args.epsilon_w),
+                "epsilon_d": args.epsilon_d, "gc_iter": args.gc_iter, "seed": args.seed,
+                **common}
+    return {"flip_fractions": tuple(args.flip_fractions), "seed": args.seed, **common}
+
+
+def _run_reproduce(args, sub, stages):
+    """Run ``skpoison reproduce``; returns the text table to print."""
+    if args.output:
+        _check_output(args.output, sub)
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    _check_device(args.device)
+    from . import experiments
+    from .experiments._reproduce import format_result
+
+    kwargs = _reproduce_kwargs(args)
+    torch_threads = torch.get_num_threads()
+    torch.set_num_threads(args.threads)
+    try:
+        if stages is not None:
+            stages(f"{args.experiment}: loading the data")
+            kwargs["progress"] = lambda message: stages(f"{args.experiment}: {message}")
+        with threadpool_limits(limits=args.threads):
+            result = getattr(experiments, args.experiment)(**kwargs)
+    finally:
+        torch.set_num_threads(torch_threads)
+    if stages is not None:
+        stages.close()
+    if result["files"] and not args.quiet:
+        print("skpoison: wrote " + ", ".join(result["files"]), file=sys.stderr)
+    return format_result(result)
 
 
 def _subparsers(parser):
@@ -335,6 +544,9 @@ def _mnist_message(exc):
 
 def _run(args, subparsers, stages):
     """Run the parsed command; returns what to print on standard output."""
+    if args.command == "reproduce":
+        sub = _subparsers(subparsers["reproduce"])[args.experiment]
+        return _run_reproduce(args, sub, stages)
     from threadpoolctl import threadpool_limits
 
     if args.command == "attack" and args.defense and args.clip:

@@ -97,7 +97,9 @@ def test_attack_output_writes_the_files(tmp_path, capsys):
     folder = tmp_path / "run"
     assert main(ATTACK_OR + ["--json", "--output", str(folder)]) == 0
     printed = json.loads(capsys.readouterr().out)
-    assert set(os.listdir(folder)) == {"results.json", "table.md", "gradient_norms.png"}
+    assert set(os.listdir(folder)) == {
+        "results.json", "table.md", "gradient_norms.png", "phase_transition.png"
+    }
     assert json.loads((folder / "results.json").read_text()) == printed
     table = (folder / "table.md").read_text().splitlines()
     assert len(table) == 4 + len(printed["rows"])
@@ -393,7 +395,7 @@ def test_output_files_have_ordinary_permissions(tmp_path, capsys):
         assert main(ATTACK_OR + ["--output", str(folder), "--quiet"]) == 0
     finally:
         os.umask(old)
-    for name in ("results.json", "table.md", "gradient_norms.png"):
+    for name in ("results.json", "table.md", "gradient_norms.png", "phase_transition.png"):
         assert stat.S_IMODE(os.stat(folder / name).st_mode) == 0o644, name
 
 
@@ -434,8 +436,9 @@ def test_missing_matplotlib_is_reported(tmp_path, monkeypatch, capsys):
     assert main(ATTACK_OR + ["--output", str(folder)]) == 0
     err = capsys.readouterr().err
     warning = [line for line in err.splitlines() if line.startswith("skpoison: warning:")]
-    assert len(warning) == 1
-    assert "matplotlib" in warning[0] and "skpoison[plot]" in warning[0]
+    assert len(warning) == 2  # the gradient curves and the phase transition
+    assert all("matplotlib" in w and "skpoison[plot]" in w for w in warning)
     written = [line for line in err.splitlines() if line.startswith("skpoison: wrote")]
     assert "gradient_norms.png (not written: matplotlib" in written[0]
+    assert "phase_transition.png (not written: matplotlib" in written[0]
     assert sorted(os.listdir(folder)) == ["results.json", "table.md"]

@@ -274,14 +274,15 @@ def test_write_attack_report(tmp_path):
     report = _or_report()
     folder = tmp_path / "nested" / "out"
     written = write_attack_report(report, folder)
-    names = {"results.json", "table.md", "gradient_norms.png"}
+    names = {"results.json", "table.md", "gradient_norms.png", "phase_transition.png"}
     assert {os.path.basename(p) for p in written} == names
     # nothing else, in particular no temporary files
     assert set(os.listdir(folder)) == names
     assert json.loads((folder / "results.json").read_text()) == report
     assert (folder / "table.md").read_text() == format_attack_table(report, markdown=True) + "\n"
-    png = (folder / "gradient_norms.png").read_bytes()
-    assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 1000
+    for name in ("gradient_norms.png", "phase_transition.png"):
+        png = (folder / name).read_bytes()
+        assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 1000
     # writing again replaces the files, still without leftovers
     changed = dict(report, dataset="or-again")
     write_attack_report(changed, folder)
@@ -411,10 +412,43 @@ def test_make_target():
         ("logreg", "mnist17", 1.0),
         ("sgd", "mnist", 0.5),
         ("linear-svc", "mnist17", 0.5),
-        ("logreg", "digits", 0.1),
+        ("logreg", "digits", 0.07),
+        ("nn", "digits", 0.01),
         ("sgd", "or", 0.5),
         ("logreg", "gaussian", 0.1),
     ],
 )
 def test_default_epsilon_w(model, dataset, expected):
     assert default_epsilon_w(model, dataset) == expected
+
+
+def test_phase_transition_figure_marks_tau_on_a_log_axis():
+    matplotlib = pytest.importorskip("matplotlib")
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from skpoison.experiments import phase_transition_figure
+
+    rows = [{"epsilon_d": e, "accuracy": a, "gradient_norm": g}
+            for e, a, g in ((3.0, 0.8, 0.01), (0.1, 0.95, 0.6), (1.0, 0.94, 0.1))]
+    report = {"dataset": "digits", "model": "logreg", "clean_accuracy": 0.97,
+              "target_accuracy": 0.77, "threshold": 0.3, "threshold_binary": 1.2,
+              "rows": rows}
+    fig = phase_transition_figure(report)
+    top, bottom = fig.axes
+    assert bottom.get_xscale() == "log" and bottom.get_yscale() == "log"
+    assert top.get_ylabel() and bottom.get_ylabel() and bottom.get_xlabel()
+    # the curves are sorted by budget, accuracy in percent
+    (acc,) = [line for line in top.lines if len(line.get_xdata()) == 3]
+    assert list(acc.get_xdata()) == [0.1, 1.0, 3.0]
+    assert list(acc.get_ydata()) == pytest.approx([95.0, 94.0, 80.0])
+    (grad,) = [line for line in bottom.lines if len(line.get_xdata()) == 3]
+    assert list(grad.get_ydata()) == [0.6, 0.1, 0.01]
+    # tau and tau(2) as vertical lines on both panels, named in the legend
+    for ax in (top, bottom):
+        vertical = {line.get_xdata()[0] for line in ax.lines
+                    if len(set(line.get_xdata())) == 1 and len(line.get_xdata()) == 2}
+        assert vertical == {0.3, 1.2}
+    legend = [t.get_text() for t in top.get_legend().get_texts()]
+    assert "tau = 0.3" in legend and "tau(2) = 1.2" in legend
+    plt.close(fig)

@@ -39,5 +39,5 @@ def test_readme_main_job_table_is_what_the_command_prints(capsys):
     assert main(["attack", "--dataset", "digits", "--model", "logreg", "--quiet"]) == 0
     printed = capsys.readouterr().out.rstrip("\n").splitlines()
     quoted = _blocks("text")[0]
-    assert len(printed) == len(quoted) == 7
+    assert len(printed) == len(quoted) == 3 + 5  # head, blank, columns, 5 budgets
     assert _without_seconds(quoted) == _without_seconds(printed)

@@ -39,6 +39,7 @@ from ._reporting import (
     format_attack_table,
     format_defense_table,
     format_table,
+    phase_transition_figure,
     report_to_json,
     write_attack_report,
 )
@@ -68,6 +69,7 @@ __all__ = [
     "format_defense_table",
     "format_table",
     "label_flip_target",
+    "phase_transition_figure",
     "load_dataset",
     "make_attack",
     "make_defense",

@@ -198,20 +198,23 @@ def default_epsilon_w(model, dataset="mnist"):
     """GradPC budget of the protocol.
 
     On MNIST and CIFAR-10 the paper's: 1 for logistic regression on MNIST, 0.5 for
-    the other models (ResNet-18 on CIFAR-10 included).  On the
-    small embedded datasets 0.1, which already halves the accuracy of logistic
-    regression on digits while keeping tau near 1, so the phase transition shows
-    (0.5 on the two-feature OR data, where 0.1 changes no prediction; 0.01 for the
-    nets, whose tau is far above 1 at 0.1).
+    the other models (ResNet-18 on CIFAR-10 included).  On the small embedded
+    datasets 0.1, and 0.07 for the linear models on digits: a target at 77% accuracy
+    (97% clean) whose tau (0.31) and tau(2) (1.2) lie inside the main job's budgets,
+    so that its table shows the phase transition (0.5 on the two-feature OR data,
+    where 0.1 changes no prediction; 0.01 for the nets, whose tau is far above 1 at
+    0.1).
 
     Examples
     --------
     >>> from skpoison.experiments import default_epsilon_w
     >>> default_epsilon_w("logreg", "mnist"), default_epsilon_w("logreg", "digits")
-    (1.0, 0.1)
+    (1.0, 0.07)
     """
     if model in NETS and dataset not in _PAPER_DATASETS:
         return 0.01  # nets: 0.1 already gives tau far above 1 on digits
+    if dataset == "digits":
+        return 0.07  # the main job: tau 0.31 and tau(2) 1.2, inside its budgets
     if dataset == "or":
         return 0.5  # two features: 0.1 leaves the target with every OR point right
     if dataset not in _PAPER_DATASETS:

@@ -15,6 +15,7 @@ __all__ = [
     "format_attack_table",
     "format_defense_table",
     "format_table",
+    "phase_transition_figure",
     "report_to_json",
     "write_attack_report",
 ]
@@ -150,13 +151,82 @@ def format_defense_table(report, *, markdown=False):
     return head + "\n\n" + format_table(columns, cells, markdown=markdown)
 
 
+def _png(fig, plt):
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=120, bbox_inches="tight")
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def _mark_thresholds(ax, report, *, label=True):
+    """Vertical lines at tau and tau(2) (when finite and positive)."""
+    for key, name, style in (("threshold", "tau", "--"), ("threshold_binary", "tau(2)", ":")):
+        value = report.get(key)
+        if value is not None and 0 < value < math.inf:
+            ax.axvline(value, color="tab:red", ls=style, lw=1.5,
+                       label=f"{name} = {value:.3g}" if label else None)
+
+
+def plot_phase_transition(top, bottom, report, *, title=None):
+    """Draw the phase transition of ``report`` on two matplotlib axes (see
+    :func:`phase_transition_figure`)."""
+    import matplotlib.ticker
+
+    rows = sorted(report["rows"], key=lambda r: r["epsilon_d"])
+    eps = [r["epsilon_d"] for r in rows]
+    accuracies = [100 * r["accuracy"] for r in rows]
+    clean, target = 100 * report["clean_accuracy"], 100 * report["target_accuracy"]
+    top.plot(eps, accuracies, "o-", color="tab:blue", label="victim retrained on clean + poison")
+    top.axhline(clean, color="tab:green", ls="-.", lw=1, label=f"clean model ({clean:.1f}%)")
+    top.axhline(target, color="gray", ls="-.", lw=1, label=f"target model ({target:.1f}%)")
+    # at least 5 points of accuracy on the axis, so that noise does not look like a drop
+    low, high = min(accuracies + [clean, target]), max(accuracies + [clean, target])
+    middle, half = (low + high) / 2, max(high - low, 5.0) / 2 * 1.15
+    top.set_ylim(middle - half, middle + half)
+    _mark_thresholds(top, report)
+    top.set_ylabel("test accuracy (%)")
+    top.set_title(title or f"{report['dataset']} / {report['model']}: accuracy and "
+                  "gradient left after poisoning")
+    top.legend(fontsize="small", loc="best")
+    bottom.plot(eps, [r["gradient_norm"] for r in rows], "o-", color="tab:blue",
+                label="left by Gradient Canceling")
+    _mark_thresholds(bottom, report, label=False)
+    bottom.set_yscale("log")
+    bottom.set_xscale("log")
+    bottom.set_xticks(eps, [f"{e:.3g}" for e in eps])
+    bottom.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+    bottom.set_xlabel("poison budget eps_d (poison points per clean point)")
+    bottom.set_ylabel("gradient norm at the target\n(relative to the clean data's)")
+    bottom.legend(fontsize="small", loc="best")
+    for ax in (top, bottom):
+        ax.grid(True, which="major", alpha=0.3)
+
+
+def phase_transition_figure(report):
+    """The phase transition of an attack report: test accuracy after retraining (top)
+    and the relative gradient norm Gradient Canceling leaves (bottom) against
+    ``eps_d`` on a log scale, with tau and tau(2) as vertical lines.
+
+    Returns a matplotlib figure.
+    """
+    import matplotlib.pyplot as plt
+
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(6.4, 6.4), sharex=True)
+    plot_phase_transition(top, bottom, report)
+    fig.tight_layout()
+    return fig
+
+
 def write_attack_report(report, folder):
-    """Write ``results.json``, ``table.md`` and ``gradient_norms.png`` into ``folder``.
+    """Write ``results.json``, ``table.md``, ``gradient_norms.png`` and (for an attack
+    table) ``phase_transition.png`` into ``folder``.
 
     Every file is written atomically, with the permissions of an ordinary new file.
     ``results.json`` is strict JSON (see ``report_to_json``: an infinite threshold is
-    the string ``"inf"``).  The plot needs matplotlib (``pip install skpoison[plot]``);
-    without it the plot is not written and the returned list says so.
+    the string ``"inf"``).  ``phase_transition.png`` is
+    :func:`phase_transition_figure`; the defense table has no such figure.  The plots
+    need matplotlib (``pip install skpoison[plot]``); without it they are not written
+    and the returned list says so.
 
     Returns
     -------
@@ -176,9 +246,11 @@ def write_attack_report(report, folder):
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        written.append(
-            f"{folder / 'gradient_norms.png'} (not written: matplotlib is not installed; "
+        names = ["gradient_norms.png"] + (["phase_transition.png"] if _is_attack(report) else [])
+        written.extend(
+            f"{folder / name} (not written: matplotlib is not installed; "
             "pip install 'skpoison[plot]')"
+            for name in names
         )
         return written
     fig, ax = plt.subplots(figsize=(6, 4))
@@ -188,12 +260,17 @@ def write_attack_report(report, folder):
     ax.set_ylabel("||g(chi)|| / ||g(mu)||")
     ax.set_title(f"{report['dataset']} / {report['model']}: tau = {report['threshold']:.3g}")
     ax.legend()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=120, bbox_inches="tight")
-    plt.close(fig)
-    atomic_write(folder / "gradient_norms.png", buffer.getvalue())
+    atomic_write(folder / "gradient_norms.png", _png(fig, plt))
     written.append(str(folder / "gradient_norms.png"))
+    if _is_attack(report):
+        atomic_write(folder / "phase_transition.png", _png(phase_transition_figure(report), plt))
+        written.append(str(folder / "phase_transition.png"))
     return written
+
+
+def _is_attack(report):
+    """Whether ``report`` is an attack table with rows (not a defense table)."""
+    return not report.get("defense") and bool(report.get("rows"))
 
 
 def format_analyze(report):

@@ -22,9 +22,9 @@ from ..datasets import fetch_mnist, make_gaussian, normalize_mnist, train_valida
 from ..models import paper_victim
 from ..targets import GradPC, LabelFlipTarget
 from ..utils import atomic_write
-from ._reporting import format_table
+from ._reporting import format_table, plot_phase_transition
 
-__all__ = ["PRESETS", "figure2", "figure3", "table2", "table6"]
+__all__ = ["PRESETS", "figure2", "figure3", "format_result", "table2", "table6"]
 
 #: Sizes of the runs: training rows (``None``: all 60000), GC steps and retraining
 #: epochs.  ``"gpu"`` is the paper's protocol; ``"cpu"`` a subset that runs here.
@@ -63,6 +63,35 @@ def _table(result, *, markdown=False):
     columns = result["columns"]
     cells = [[row.get(c, "") for c in columns] for row in result["rows"]]
     return format_table(columns, cells, markdown=markdown)
+
+
+def _setting(value):
+    if isinstance(value, (list, tuple)):
+        return " ".join(_setting(v) for v in value)
+    if value is None:
+        return "all"
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def format_result(result, *, markdown=False):
+    """The table of a result of :func:`table2`, :func:`figure2`, :func:`figure3` or
+    :func:`table6`, under a line naming the experiment and its settings.
+
+    Examples
+    --------
+    >>> from skpoison.experiments._reproduce import format_result
+    >>> result = {"experiment": "table6", "columns": ["flip_fraction", "tau"],
+    ...           "rows": [{"flip_fraction": 0.1, "tau": 0.25}],
+    ...           "settings": {"preset": "cpu", "n_train": 5000}}
+    >>> print(format_result(result))
+    table6 (preset cpu, n_train 5000)
+    <BLANKLINE>
+      flip_fraction     tau
+                0.1    0.25
+    """
+    name = result["experiment"] + (f" {result['model']}" if "model" in result else "")
+    settings = ", ".join(f"{k} {_setting(v)}" for k, v in result["settings"].items())
+    return f"{name} ({settings})\n\n" + _table(result, markdown=markdown)
 
 
 def _write(result, output, name, figure=None):
@@ -108,6 +137,7 @@ def table2(
     data_home=None,
     device="auto",
     output=None,
+    progress=None,
 ):
     """Table 2 of the paper on MNIST: GradPC targets, tau and GC's accuracy per budget.
 
@@ -138,6 +168,8 @@ def table2(
     device : str, default="auto"
     output : str or path or None, default=None
         Folder for ``table2_<model>.json/.md/.txt``.
+    progress : callable or None, default=None
+        Called with a message at each stage (this and the other experiments).
 
     Returns
     -------
@@ -152,7 +184,9 @@ def table2(
     gc_columns = [f"gc_accuracy@{eps:g}" for eps in epsilon_d]
     columns = ["seed", "clean_accuracy", "gradpc_accuracy", "tau2", "tau", *gc_columns]
     rows = []
+    progress = progress or (lambda message: None)
     for seed in seeds:
+        progress(f"seed {seed}: source model, GradPC target and tau")
         X, y, X_test, y_test = _mnist(data_home, settings["n_train"], seed)
         source = paper_victim(model, random_state=seed, device=device).fit(X, y)
         gpc = GradPC(FrozenEstimator(source), epsilon_w=eps_w, random_state=seed,
@@ -167,6 +201,7 @@ def table2(
             "tau": float(analyzer.threshold_),
         }
         for eps, column in zip(epsilon_d, gc_columns):
+            progress(f"seed {seed}: Gradient Canceling and retraining at eps_d = {eps:g}")
             gc = GradientCanceling(target, epsilon_d=eps, max_iter=settings["gc_iter"],
                                    random_state=seed, device=device)
             X_mixed, y_mixed = gc.fit_resample(X, y, clean_gradient=analyzer.clean_)
@@ -212,6 +247,7 @@ def figure2(
     data_home=None,
     device="auto",
     output=None,
+    progress=None,
 ):
     """Figure 2: the phase transition of GC at tau, on the 10-D Gaussian data and MNIST-17.
 
@@ -228,6 +264,7 @@ def figure2(
         target_accuracy, clean_accuracy) and ``files``.
     """
     settings = _settings(preset, n_train=n_train, gc_iter=gc_iter)
+    del settings["retrain_epochs"]  # no epoch-trained victim here
     loaders = {
         "gaussian": lambda: _gaussian_data(seed),
         "mnist17": lambda: _mnist17_data(seed, data_home, settings["n_train"]),
@@ -236,7 +273,9 @@ def figure2(
     if unknown:
         raise ValueError(f"Unknown datasets {unknown}; choose among {tuple(loaders)}.")
     rows, taus = [], {}
+    progress = progress or (lambda message: None)
     for name in datasets:
+        progress(f"{name}: target and tau")
         X, X_test, y, y_test = loaders[name]()
         victim = LogisticRegression(max_iter=1000)
         gpc = GradPC(victim, epsilon_w=epsilon_w, random_state=seed, device=device).fit(X, y)
@@ -244,6 +283,7 @@ def figure2(
         analyzer = PoisonabilityAnalyzer(target, device=device).fit(X, y)
         taus[name] = float(analyzer.threshold_)
         for eps in epsilon_d:
+            progress(f"{name}: Gradient Canceling and retraining at eps_d = {eps:g}")
             gc = GradientCanceling(target, epsilon_d=eps, max_iter=settings["gc_iter"],
                                    random_state=seed, device=device)
             X_mixed, y_mixed = gc.fit_resample(X, y, clean_gradient=analyzer.clean_)
@@ -262,23 +302,16 @@ def figure2(
     figure = None
     if output is not None:
         plt = _pyplot()
-        figure, axes = plt.subplots(2, len(datasets), figsize=(5 * len(datasets), 6),
+        figure, axes = plt.subplots(2, len(datasets), figsize=(6.4 * len(datasets), 6.4),
                                     squeeze=False, sharex="col")
         for j, name in enumerate(datasets):
             part = [r for r in rows if r["dataset"] == name]
-            eps = [r["epsilon_d"] for r in part]
-            axes[0, j].semilogx(eps, [r["accuracy"] for r in part], "o-", label="retrained")
-            axes[0, j].axhline(part[0]["target_accuracy"], ls=":", color="gray",
-                               label="target")
-            axes[0, j].set_ylabel("test accuracy")
-            axes[0, j].set_title(f"{name}: tau = {taus[name]:.3g}")
-            axes[1, j].loglog(eps, [r["gradient_norm"] for r in part], "o-")
-            axes[1, j].set_ylabel("||g(chi)|| / ||g(mu)||")
-            axes[1, j].set_xlabel("poisoning ratio eps_d")
-            for ax in axes[:, j]:
-                if 0 < taus[name] < np.inf:
-                    ax.axvline(taus[name], color="red", ls="--", label="tau")
-            axes[0, j].legend()
+            report = {"clean_accuracy": part[0]["clean_accuracy"],
+                      "target_accuracy": part[0]["target_accuracy"],
+                      "threshold": taus[name], "rows": part}
+            plot_phase_transition(axes[0, j], axes[1, j], report,
+                                  title=f"{name}, logistic regression (eps_w = {epsilon_w:g})")
+        figure.tight_layout()
     result["files"] = _write(result, output, "figure2", figure)
     return result
 
@@ -296,6 +329,7 @@ def figure3(
     data_home=None,
     device="auto",
     output=None,
+    progress=None,
 ):
     """Figure 3: GC's relative gradient norm per step at ``epsilon_d`` for several eps_w.
 
@@ -309,10 +343,13 @@ def figure3(
         (eps_w -> list of gradient norms per step) and ``files``.
     """
     settings = _settings(preset, n_train=n_train, gc_iter=gc_iter)
+    del settings["retrain_epochs"]  # no epoch-trained victim here
     X, y, _, _ = _mnist(data_home, settings["n_train"], seed)
     source = paper_victim(model, random_state=seed, device=device).fit(X, y)
     rows, histories = [], {}
+    progress = progress or (lambda message: None)
     for eps_w in epsilon_w:
+        progress(f"eps_w = {eps_w:g}: GradPC target and Gradient Canceling")
         gpc = GradPC(FrozenEstimator(source), epsilon_w=eps_w, random_state=seed,
                      device=device).fit(X, y)
         gc = GradientCanceling(FrozenEstimator(gpc.target_), epsilon_d=epsilon_d,
@@ -351,6 +388,7 @@ def table6(
     data_home=None,
     device="auto",
     output=None,
+    progress=None,
 ):
     """Table 6: tau of label-flip targets on MNIST-17 with logistic regression.
 
@@ -359,10 +397,12 @@ def table6(
     result : dict
         ``columns``, ``rows`` (flip_fraction, target_accuracy, tau, tau2) and ``files``.
     """
-    settings = _settings(preset, n_train=n_train)
+    settings = {"n_train": _settings(preset, n_train=n_train)["n_train"]}
     X, X_test, y, y_test = _mnist17_data(seed, data_home, settings["n_train"])
     rows = []
+    progress = progress or (lambda message: None)
     for fraction in flip_fractions:
+        progress(f"flip fraction {fraction:g}: target and tau")
         flip = LabelFlipTarget(LogisticRegression(max_iter=1000), flip_fraction=fraction,
                                random_state=seed).fit(X, y)
         analyzer = PoisonabilityAnalyzer(FrozenEstimator(flip.target_), device=device).fit(X, y)
