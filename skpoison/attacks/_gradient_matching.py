@@ -14,9 +14,8 @@ from sklearn.utils.validation import validate_data
 from tqdm.auto import tqdm
 
 from ..objectives import as_objective
-from ..objectives._clean_gradient import clean_batch_rows
 from ..targets._base import fit_source_estimator
-from ..utils import NumberInterval, batch_slices
+from ..utils import NumberInterval, batch_slices, clean_batch_rows
 from ._base import (
     BATCH_CONSTRAINT,
     BOX_CONSTRAINTS,

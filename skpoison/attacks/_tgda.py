@@ -16,10 +16,9 @@ from sklearn.utils.validation import validate_data
 from tqdm.auto import tqdm
 
 from ..objectives import as_objective, conjugate_gradient, loss_hessian_products
-from ..objectives._clean_gradient import clean_batch_rows
 from ..objectives._curvature import penalty_hessian_diagonal
 from ..targets import TargetRecipe
-from ..utils import NumberInterval, batch_slices, check_feature_names
+from ..utils import NumberInterval, batch_slices, check_feature_names, clean_batch_rows
 from ._base import (
     BATCH_CONSTRAINT,
     BOX_CONSTRAINTS,

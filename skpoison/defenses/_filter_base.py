@@ -22,7 +22,7 @@ from sklearn.utils.validation import validate_data
 
 from .._sampler import RowSampler
 from ..objectives import as_objective
-from ..utils import NumberInterval, batch_slices, is_torch_net
+from ..utils import NumberInterval, batch_slices, is_torch_net, rows_within
 
 __all__ = ["BaseGradientFilter", "rows_per_chunk"]
 
@@ -33,9 +33,7 @@ _CHUNK_ELEMENTS = 2**24
 
 def rows_per_chunk(batch_size, n_rows, n_params):
     """Rows per chunk: ``batch_size``, or a size that bounds the chunk's memory."""
-    if batch_size is not None:
-        return int(batch_size)
-    return int(max(1, min(n_rows, _CHUNK_ELEMENTS // max(1, n_params))))
+    return rows_within(n_rows, n_params, _CHUNK_ELEMENTS, batch_size)
 
 
 def removal_schedule(n_remove, n_rounds):

@@ -11,7 +11,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.utils._param_validation import StrOptions
 
 from ..objectives import conjugate_gradient, exact_hessian, hessian_vector_products
-from ..utils import NumberInterval, batch_slices
+from ..utils import NumberInterval, batch_slices, rows_within
 from ._filter_base import BaseGradientFilter
 
 __all__ = ["InfluenceFilter"]
@@ -20,7 +20,7 @@ __all__ = ["InfluenceFilter"]
 _MAX_EXACT_PARAMS = 5000
 # Elements (rows x parameters) per block of rows scored together, bounding the
 # per-sample gradient matrix.
-_HESSIAN_CHUNK_ELEMENTS = 2**22
+_HESSIAN_CHUNK_ELEMENTS = 2**22  # as skpoison.objectives' curvature products
 
 
 class InfluenceFilter(BaseGradientFilter):
@@ -261,7 +261,7 @@ class InfluenceFilter(BaseGradientFilter):
         else:
             failed = 0
         # rows in blocks: the gradient matrix is never held whole
-        block = self.batch_size or max(1, min(len(X), _HESSIAN_CHUNK_ELEMENTS // max(1, p)))
+        block = rows_within(len(X), p, _HESSIAN_CHUNK_ELEMENTS, self.batch_size)
         scores = []
         for rows in batch_slices(len(X), block):
             grads = self._per_sample_gradients(objective, X[rows], y[rows])

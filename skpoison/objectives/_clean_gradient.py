@@ -13,22 +13,10 @@ import math
 import numpy as np
 import torch
 
-from ..utils import batch_slices
+from ..utils import batch_slices, clean_batch_rows
 from ..utils._distributed import all_reduce_sum, shard_slice
 
 __all__ = ["CleanGradient", "feasible_interval"]
-
-# Input elements (rows x features) per batch of the clean pass when no batch size is
-# given: 8 MiB of float32 rows, so the pass never holds all clean rows at once.
-_CLEAN_BATCH_ELEMENTS = 2**21
-
-
-def clean_batch_rows(n_rows, n_features, batch_size=None):
-    """Rows per batch of the clean pass: ``batch_size``, or a bounded default."""
-    if batch_size is not None:
-        return int(batch_size)
-    return int(max(1, min(n_rows, _CLEAN_BATCH_ELEMENTS // max(1, n_features))))
-
 
 def feasible_interval(s0, slope_low, slope_high):
     """The ``eps_d`` for which ``0 in s0 + eps_d * [slope_low, slope_high]``.

@@ -16,7 +16,7 @@ import warnings
 import torch
 from torch.func import grad, hessian, jvp, vmap
 
-from ..utils import batch_slices
+from ..utils import batch_slices, rows_within
 
 __all__ = [
     "conjugate_gradient",
@@ -98,7 +98,7 @@ def exact_hessian(objective, X, y, batch_size=None, *, params=None):
     _forward_mode_ready()
     n, p = len(X), objective.n_params
     flat = _flat(objective, params)
-    rows = batch_size or max(1, min(n, _HESSIAN_CHUNK_ELEMENTS // max(1, p)))
+    rows = rows_within(n, p, _HESSIAN_CHUNK_ELEMENTS, batch_size)
     H = torch.zeros(p, p, device=objective.device, dtype=objective.dtype)
     for chunk in batch_slices(n, rows):
         H += hessian(_loss_sum(objective, X[chunk], y[chunk]))(flat)
@@ -126,7 +126,7 @@ def loss_hessian_products(objective, X, y, batch_size=None, *, params=None):
 
     def product(V):
         k = V.shape[1]
-        rows = batch_size or max(1, min(n, _HESSIAN_CHUNK_ELEMENTS // max(1, k)))
+        rows = rows_within(n, k, _HESSIAN_CHUNK_ELEMENTS, batch_size)
         out = torch.zeros_like(V)
         for chunk in batch_slices(n, rows):
             gradient = grad(_loss_sum(objective, X[chunk], y[chunk]))

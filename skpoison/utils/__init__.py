@@ -1,6 +1,6 @@
 """Device and dtype helpers, shared checks and atomic file writes used across skpoison."""
 
-from ._batches import batch_slices
+from ._batches import batch_slices, clean_batch_rows, rows_within
 from ._device import resolve_device, resolve_dtype, to_tensor
 from ._io import atomic_write
 from ._labels import flip_labels
@@ -20,12 +20,14 @@ __all__ = [
     "batch_slices",
     "check_feature_names",
     "check_range",
+    "clean_batch_rows",
     "class_indices",
     "flip_labels",
     "is_fitted",
     "is_torch_net",
     "projection_box",
     "resolve_device",
+    "rows_within",
     "resolve_dtype",
     "to_tensor",
 ]

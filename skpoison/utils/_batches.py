@@ -2,7 +2,11 @@
 
 from sklearn.utils import gen_batches
 
-__all__ = ["batch_slices"]
+__all__ = ["batch_slices", "clean_batch_rows", "rows_within"]
+
+# Input elements (rows x features) per batch of a pass over clean rows when no batch
+# size is given: 8 MiB of float32 rows, so a pass never holds all clean rows at once.
+_CLEAN_BATCH_ELEMENTS = 2**21
 
 
 def batch_slices(n, batch_size):
@@ -17,3 +21,32 @@ def batch_slices(n, batch_size):
     [slice(0, 5, None)]
     """
     return gen_batches(n, n if batch_size is None else max(1, min(int(batch_size), n)))
+
+
+def rows_within(n_rows, row_elements, max_elements, batch_size=None):
+    """Rows per batch: ``batch_size``, or as many as keep a batch within ``max_elements``.
+
+    ``row_elements`` is what one row costs (its features, or its per-sample gradient
+    entries); the result is at least 1 and at most ``n_rows``.
+
+    Examples
+    --------
+    >>> from skpoison.utils import rows_within
+    >>> rows_within(60000, 784, 2**21), rows_within(100, 784, 2**21), rows_within(5, 1, 8, 2)
+    (2674, 100, 2)
+    """
+    if batch_size is not None:
+        return int(batch_size)
+    return int(max(1, min(n_rows, max_elements // max(1, int(row_elements)))))
+
+
+def clean_batch_rows(n_rows, n_features, batch_size=None):
+    """Rows per batch of a pass over clean rows: ``batch_size``, or a bounded default.
+
+    Examples
+    --------
+    >>> from skpoison.utils import clean_batch_rows
+    >>> clean_batch_rows(60000, 784) < 60000, clean_batch_rows(60000, 784, batch_size=32)
+    (True, 32)
+    """
+    return rows_within(n_rows, n_features, _CLEAN_BATCH_ELEMENTS, batch_size)
