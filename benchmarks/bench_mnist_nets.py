@@ -76,7 +76,7 @@ from skpoison import GradientCanceling, PoisonabilityAnalyzer
 from skpoison.datasets import fetch_mnist, train_validation_split
 from skpoison.models import make_net
 from skpoison.targets import GradPC
-from skpoison.utils import resolve_device
+from skpoison._utils import resolve_device
 
 # per-model settings of each preset
 PRESETS = {
@@ -125,7 +125,7 @@ def timing_ratio(victim, objective, residual, X, y, batch_size=None, repeats=3):
     """
     import torch
 
-    from skpoison.utils import batch_slices
+    from skpoison._utils import batch_slices
 
     y_enc = objective.encode_labels(y)
     X_t = objective.as_features(X)

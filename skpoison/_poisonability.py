@@ -11,7 +11,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .objectives import CleanGradient, as_objective
 from .targets import TargetRecipe, resolve_target
-from .utils import NumberInterval, check_feature_names, check_range
+from ._utils import NumberInterval, check_feature_names, check_range
 
 __all__ = ["PoisonabilityAnalyzer"]
 

@@ -24,7 +24,7 @@ import skpoison.experiments
 from skpoison import PoisonabilityAnalyzer, cli
 from skpoison.attacks import GradientCanceling
 from skpoison.cli import main
-from skpoison.utils._distributed import (
+from skpoison._utils._distributed import (
     all_gather_rows,
     all_reduce_sum,
     any_rank,

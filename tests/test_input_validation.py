@@ -14,7 +14,7 @@ from skpoison.defenses import MaxUpClassifier, SeverFilter
 from skpoison.models import MLP, SeededNeuralNetClassifier, make_net
 from skpoison.objectives import as_objective
 from skpoison.targets import GradPC, LabelFlipTarget, RandomPC, ScaledTarget
-from skpoison.utils import resolve_device, to_tensor
+from skpoison._utils import resolve_device, to_tensor
 
 pd = pytest.importorskip("pandas")
 

@@ -20,7 +20,7 @@ from skpoison.attacks._gradient_canceling import _mean_feature_std
 from skpoison.attacks._least_squares import ResidualMap, lbfgs, levenberg_marquardt
 from skpoison.datasets import load_digits, make_gaussian
 from skpoison.objectives import CleanGradient, as_objective
-from skpoison.utils import _batches as _clean_gradient
+from skpoison._utils import _batches as _clean_gradient
 
 
 @functools.lru_cache(maxsize=None)

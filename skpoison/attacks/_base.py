@@ -12,7 +12,7 @@ from sklearn.utils.validation import validate_data
 
 from .._poisonability import PoisonabilityAnalyzer
 from .._sampler import RowSampler, as_given
-from ..utils import NumberInterval, projection_box
+from .._utils import NumberInterval, projection_box
 
 __all__ = [
     "BATCH_CONSTRAINT",

@@ -13,9 +13,9 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from tqdm.auto import tqdm
 
 from .._poisonability import PoisonabilityAnalyzer
-from ..utils import NumberInterval, batch_slices, projection_box
-from ..utils._allocator import keep_freed_memory
-from ..utils._distributed import (
+from .._utils import NumberInterval, batch_slices, projection_box
+from .._utils._allocator import keep_freed_memory
+from .._utils._distributed import (
     all_gather_rows,
     all_reduce_sum,
     any_rank,

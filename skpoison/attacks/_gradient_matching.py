@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 
 from ..objectives import as_objective
 from ..targets._base import fit_source_estimator
-from ..utils import NumberInterval, batch_slices, clean_batch_rows
+from .._utils import NumberInterval, batch_slices, clean_batch_rows
 from ._base import (
     BATCH_CONSTRAINT,
     BOX_CONSTRAINTS,

@@ -12,7 +12,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 from tqdm.auto import tqdm
 
-from ..utils import NumberInterval, projection_box
+from .._utils import NumberInterval, projection_box
 from ._base import (
     BATCH_CONSTRAINT,
     BOX_CONSTRAINTS,

@@ -11,7 +11,7 @@ from sklearn.utils.validation import validate_data
 
 from ..objectives import as_objective
 from ..targets import TargetRecipe
-from ..utils import flip_labels
+from .._utils import flip_labels
 from ._base import COMMON_CONSTRAINTS, PoisonSampler, fit_analyzer, n_poison_points
 
 __all__ = ["LabelFlipAttack"]

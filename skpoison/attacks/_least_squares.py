@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 import torch
 from torch.func import functional_call, grad, jvp
 
-from ..utils import batch_slices
+from .._utils import batch_slices
 
 __all__ = ["ResidualMap", "lbfgs", "levenberg_marquardt"]
 

@@ -14,7 +14,7 @@ from tqdm.auto import tqdm
 
 from ..objectives import as_objective
 from ..targets import TargetRecipe
-from ..utils import NumberInterval, projection_box
+from .._utils import NumberInterval, projection_box
 from ._base import (
     BOX_CONSTRAINTS,
     COMMON_CONSTRAINTS,

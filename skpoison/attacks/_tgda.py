@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 from ..objectives import as_objective, conjugate_gradient, loss_hessian_products
 from ..objectives._curvature import penalty_hessian_diagonal
 from ..targets import TargetRecipe
-from ..utils import NumberInterval, batch_slices, check_feature_names, clean_batch_rows
+from .._utils import NumberInterval, batch_slices, check_feature_names, clean_batch_rows
 from ._base import (
     BATCH_CONSTRAINT,
     BOX_CONSTRAINTS,

@@ -22,7 +22,7 @@ from sklearn.utils.validation import validate_data
 
 from .._sampler import RowSampler
 from ..objectives import as_objective
-from ..utils import NumberInterval, batch_slices, is_torch_net, rows_within
+from .._utils import NumberInterval, batch_slices, is_torch_net, rows_within
 
 __all__ = ["BaseGradientFilter", "rows_per_chunk"]
 

@@ -11,7 +11,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.utils._param_validation import StrOptions
 
 from ..objectives import conjugate_gradient, exact_hessian, hessian_vector_products
-from ..utils import NumberInterval, batch_slices, rows_within
+from .._utils import NumberInterval, batch_slices, rows_within
 from ._filter_base import BaseGradientFilter
 
 __all__ = ["InfluenceFilter"]

@@ -5,7 +5,7 @@ from numbers import Integral
 import numpy as np
 import torch
 
-from ..utils import NumberInterval, batch_slices
+from .._utils import NumberInterval, batch_slices
 from ._filter_base import BaseGradientFilter, rows_per_chunk
 
 __all__ = ["SeverFilter"]

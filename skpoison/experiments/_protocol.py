@@ -20,7 +20,7 @@ from .._poisonability import PoisonabilityAnalyzer
 from ..attacks import GradientCanceling
 from ..objectives import as_objective
 from ..targets import resolve_target
-from ..utils import projection_box
+from .._utils import projection_box
 from ._registry import accuracy
 
 __all__ = ["MAX_TAU_BUDGET", "PoisoningProtocol", "evaluate_attack", "evaluate_defense"]

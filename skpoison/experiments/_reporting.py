@@ -8,7 +8,7 @@ from pathlib import Path
 
 from tabulate import tabulate
 
-from ..utils import atomic_write
+from .._utils import atomic_write
 
 __all__ = [
     "format_analyze",

@@ -21,7 +21,7 @@ from ..attacks import GradientCanceling
 from ..datasets import fetch_mnist, make_gaussian, normalize_mnist, train_validation_split
 from ..models import paper_victim
 from ..targets import GradPC, LabelFlipTarget
-from ..utils import atomic_write
+from .._utils import atomic_write
 from ._reporting import format_table, plot_phase_transition
 
 __all__ = ["PRESETS", "figure2", "figure3", "format_result", "table2", "table6"]

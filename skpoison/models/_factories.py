@@ -26,7 +26,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_array
 
-from ..utils import class_indices, resolve_device
+from .._utils import class_indices, resolve_device
 from ._modules import CNN, MLP, LogisticRegressionNet, ResNet, infer_image_shape
 
 __all__ = ["NETS", "SeededNeuralNetClassifier", "make_net"]
@@ -471,7 +471,7 @@ def make_net(
     random_state : int, RandomState instance or None, default=None
         Seed of torch for initialisation and training.
     device : str, default="auto"
-        Torch device, resolved now by :func:`skpoison.utils.resolve_device`
+        Torch device, resolved now: ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"``
         (``"auto"``: CUDA when available, else the CPU).
     **kwargs
         Further skorch parameters, e.g. ``module__dropout=0.5``, ``callbacks=[...]``.

@@ -16,7 +16,7 @@ import torch
 from sklearn.exceptions import DataConversionWarning
 from torch.func import functional_call, grad, vmap
 
-from ..utils import batch_slices, class_indices, resolve_device, resolve_dtype, to_tensor
+from .._utils import batch_slices, class_indices, resolve_device, resolve_dtype, to_tensor
 from ._losses import TrainingLoss
 from ._penalty import Penalty
 

@@ -13,8 +13,8 @@ import math
 import numpy as np
 import torch
 
-from ..utils import batch_slices, clean_batch_rows
-from ..utils._distributed import all_reduce_sum, shard_slice
+from .._utils import batch_slices, clean_batch_rows
+from .._utils._distributed import all_reduce_sum, shard_slice
 
 __all__ = ["CleanGradient", "feasible_interval"]
 

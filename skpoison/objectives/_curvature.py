@@ -16,7 +16,7 @@ import warnings
 import torch
 from torch.func import grad, hessian, jvp, vmap
 
-from ..utils import batch_slices, rows_within
+from .._utils import batch_slices, rows_within
 
 __all__ = [
     "conjugate_gradient",

@@ -11,7 +11,7 @@ import torch
 from sklearn.exceptions import NotFittedError
 from sklearn.frozen import FrozenEstimator
 
-from ..utils import is_fitted
+from .._utils import is_fitted
 
 __all__ = ["as_objective", "register_adapter", "supported_estimators"]
 

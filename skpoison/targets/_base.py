@@ -13,7 +13,7 @@ from sklearn.utils import get_tags
 from sklearn.utils._available_if import available_if
 from sklearn.utils.validation import check_is_fitted
 
-from ..utils import check_feature_names, is_fitted
+from .._utils import check_feature_names, is_fitted
 
 __all__ = ["TargetRecipe", "fit_source_estimator", "resolve_target"]
 

@@ -10,7 +10,7 @@ from sklearn.utils._param_validation import HasMethods
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import validate_data
 
-from ..utils import NumberInterval, flip_labels
+from .._utils import NumberInterval, flip_labels
 from ._base import TargetRecipe
 
 __all__ = ["LabelFlipTarget"]

@@ -21,7 +21,7 @@ from sklearn.utils._param_validation import HasMethods, StrOptions
 from sklearn.utils.validation import validate_data
 
 from ..objectives import as_objective
-from ..utils import NumberInterval, batch_slices
+from .._utils import NumberInterval, batch_slices
 from ._base import TargetRecipe, fit_source_estimator
 
 __all__ = ["GradPC", "RandomPC"]

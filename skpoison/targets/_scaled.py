@@ -9,7 +9,7 @@ from sklearn.utils._param_validation import HasMethods
 from sklearn.utils.validation import validate_data
 
 from ..objectives import as_objective
-from ..utils import NumberInterval
+from .._utils import NumberInterval
 from ._base import TargetRecipe, fit_source_estimator
 
 __all__ = ["ScaledTarget"]

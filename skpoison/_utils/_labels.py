@@ -38,7 +38,7 @@ def flip_labels(y, n_flip, rng, *, classes=None, losses=None):
     Examples
     --------
     >>> import numpy as np
-    >>> from skpoison.utils import flip_labels
+    >>> from skpoison._utils import flip_labels
     >>> y = np.array([0, 1, 1, 0, 2, 2])
     >>> rows, labels = flip_labels(y, 3, np.random.RandomState(0))
     >>> bool(np.all(labels != y[rows]))

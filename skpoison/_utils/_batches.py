@@ -14,7 +14,7 @@ def batch_slices(n, batch_size):
 
     Examples
     --------
-    >>> from skpoison.utils import batch_slices
+    >>> from skpoison._utils import batch_slices
     >>> list(batch_slices(5, 2))
     [slice(0, 2, None), slice(2, 4, None), slice(4, 5, None)]
     >>> list(batch_slices(5, None))
@@ -31,7 +31,7 @@ def rows_within(n_rows, row_elements, max_elements, batch_size=None):
 
     Examples
     --------
-    >>> from skpoison.utils import rows_within
+    >>> from skpoison._utils import rows_within
     >>> rows_within(60000, 784, 2**21), rows_within(100, 784, 2**21), rows_within(5, 1, 8, 2)
     (2674, 100, 2)
     """
@@ -45,7 +45,7 @@ def clean_batch_rows(n_rows, n_features, batch_size=None):
 
     Examples
     --------
-    >>> from skpoison.utils import clean_batch_rows
+    >>> from skpoison._utils import clean_batch_rows
     >>> clean_batch_rows(60000, 784) < 60000, clean_batch_rows(60000, 784, batch_size=32)
     (True, 32)
     """

@@ -42,7 +42,7 @@ def resolve_device(device="auto"):
 
     Examples
     --------
-    >>> from skpoison.utils import resolve_device
+    >>> from skpoison._utils import resolve_device
     >>> resolve_device("cpu")
     device(type='cpu')
     >>> resolve_device("bogus")
@@ -81,7 +81,7 @@ def resolve_dtype(dtype="float32"):
 
     Examples
     --------
-    >>> from skpoison.utils import resolve_dtype
+    >>> from skpoison._utils import resolve_dtype
     >>> resolve_dtype("float64")
     torch.float64
     """
@@ -103,7 +103,7 @@ def to_tensor(array, *, device, dtype=None):
     Examples
     --------
     >>> import numpy as np
-    >>> from skpoison.utils import to_tensor
+    >>> from skpoison._utils import to_tensor
     >>> to_tensor(np.ones((2, 3)), device="cpu", dtype="float32").dtype
     torch.float32
     >>> to_tensor(np.arange(3.0)[::-1], device="cpu").tolist()

@@ -27,7 +27,7 @@ class NumberInterval(Interval):
     Examples
     --------
     >>> from numbers import Real
-    >>> from skpoison.utils import NumberInterval
+    >>> from skpoison._utils import NumberInterval
     >>> interval = NumberInterval(Real, 0, None, closed="neither")
     >>> interval.is_satisfied_by(0.5), interval.is_satisfied_by(True)
     (True, False)
@@ -59,7 +59,7 @@ def check_feature_names(estimator, X):
     --------
     >>> import pandas as pd
     >>> from sklearn.linear_model import LogisticRegression
-    >>> from skpoison.utils import check_feature_names
+    >>> from skpoison._utils import check_feature_names
     >>> X = pd.DataFrame({"a": [0.0, 1.0, 2.0, 3.0], "b": [1.0, 0.0, 1.0, 0.0]})
     >>> clf = LogisticRegression().fit(X, [0, 0, 1, 1])
     >>> check_feature_names(clf, X[["a", "b"]])
@@ -103,7 +103,7 @@ def check_range(value, name, n_features=None):
 
     Examples
     --------
-    >>> from skpoison.utils import check_range
+    >>> from skpoison._utils import check_range
     >>> check_range((0, 1), "feature_range")
     (array(0.), array(1.))
     """
@@ -138,7 +138,7 @@ def class_indices(classes, y, *, owner="the model"):
     Examples
     --------
     >>> import numpy as np
-    >>> from skpoison.utils import class_indices
+    >>> from skpoison._utils import class_indices
     >>> class_indices(np.array([7, 1]), np.array([1, 1, 7]))
     array([1, 1, 0])
     """
@@ -176,7 +176,7 @@ def projection_box(X, feature_range=None, clip=None):
     Examples
     --------
     >>> import numpy as np
-    >>> from skpoison.utils import projection_box
+    >>> from skpoison._utils import projection_box
     >>> projection_box(np.array([[0.2, 0.5], [0.4, 0.9]]), (0, 0.8), clip="data")
     (array([0.2, 0.5]), array([0.4, 0.8]))
     """

@@ -35,7 +35,7 @@ def keep_freed_memory():
 
     Examples
     --------
-    >>> from skpoison.utils._allocator import keep_freed_memory
+    >>> from skpoison._utils._allocator import keep_freed_memory
     >>> isinstance(keep_freed_memory(), bool)
     True
     """

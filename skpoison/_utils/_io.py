@@ -23,7 +23,7 @@ def atomic_write(path, data):
     Examples
     --------
     >>> import tempfile, pathlib
-    >>> from skpoison.utils import atomic_write
+    >>> from skpoison._utils import atomic_write
     >>> with tempfile.TemporaryDirectory() as folder:
     ...     path = pathlib.Path(folder) / "table.md"
     ...     atomic_write(path, "| a |")

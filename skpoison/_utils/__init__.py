@@ -1,4 +1,9 @@
-"""Device and dtype helpers, shared checks and atomic file writes used across skpoison."""
+"""Device and dtype helpers, shared checks, batching and atomic file writes used across
+skpoison.
+
+Internal: not part of the public API (it may change without notice).  What a user needs
+is reachable from the public subpackages.
+"""
 
 from ._batches import batch_slices, clean_batch_rows, rows_within
 from ._device import resolve_device, resolve_dtype, to_tensor

@@ -34,7 +34,7 @@ def world():
 
     Examples
     --------
-    >>> from skpoison.utils._distributed import world
+    >>> from skpoison._utils._distributed import world
     >>> world()  # no process group in the doctests
     World(rank=0, size=1)
     """
@@ -51,7 +51,7 @@ def shard_counts(n, size=None):
 
     Examples
     --------
-    >>> from skpoison.utils._distributed import shard_counts
+    >>> from skpoison._utils._distributed import shard_counts
     >>> shard_counts(7, 3)
     [3, 2, 2]
     """
@@ -65,7 +65,7 @@ def shard_slice(n, rank=None, size=None):
 
     Examples
     --------
-    >>> from skpoison.utils._distributed import shard_slice
+    >>> from skpoison._utils._distributed import shard_slice
     >>> shard_slice(7, rank=1, size=3), shard_slice(5)
     (slice(3, 5, None), slice(0, 5, None))
     """
