@@ -148,7 +148,7 @@ class FrankWolfeCanceling(PoisonSampler):
         tau of the target for poison in the box (``analyzer_.threshold_``).
     history_ : ndarray of shape (n_iter_,)
         Relative gradient norm of the measure after each iteration, in the units of
-        :meth:`PoisonabilityAnalyzer.gradient_norm`.
+        :meth:`~skpoison.PoisonabilityAnalyzer.gradient_norm`.
     residual_measure_ : float
         Relative gradient norm of the measure (before rounding).
     gradient_norm_ : float

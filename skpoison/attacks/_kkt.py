@@ -107,7 +107,7 @@ class KKTAttack(PoisonSampler):
         tau of the target for poison in the box.
     history_ : ndarray of shape (n_iter_,)
         Relative gradient norm per step (phase 1: the relaxed fractions; phase 2: the
-        integer counts), in the units of :meth:`PoisonabilityAnalyzer.gradient_norm`.
+        integer counts), in the units of :meth:`~skpoison.PoisonabilityAnalyzer.gradient_norm`.
     gradient_norm_ : float
         Relative gradient norm of ``X_poison_``.
     n_iter_ : int

@@ -74,7 +74,7 @@ class LabelFlipAttack(PoisonSampler):
         tau of ``target`` (``nan`` without a target).
     gradient_norm_ : float
         Relative gradient norm of the poison at ``target``, in the units of
-        :meth:`PoisonabilityAnalyzer.gradient_norm` (``nan`` without a target).
+        :meth:`~skpoison.PoisonabilityAnalyzer.gradient_norm` (``nan`` without a target).
     history_ : ndarray of shape (1,)
         ``[gradient_norm_]``: the attack is one step.
     n_iter_ : int

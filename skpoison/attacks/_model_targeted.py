@@ -103,7 +103,7 @@ class ModelTargetedAttack(PoisonSampler):
         ``history_[-1]``.
     gradient_norm_ : float
         Relative gradient norm of the poison at the target, in the units of
-        :meth:`PoisonabilityAnalyzer.gradient_norm` (1.0 when no point was added).
+        :meth:`~skpoison.PoisonabilityAnalyzer.gradient_norm` (1.0 when no point was added).
     n_iter_ : int
         Points added.
     converged_ : bool

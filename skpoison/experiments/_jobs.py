@@ -138,7 +138,7 @@ def attack_report(
         :func:`default_epsilon_w` (the paper's protocol on MNIST).
     target_threshold : float or None
         When set, the target is scaled down (same predictions) until its tau is at
-        most this value, with :func:`scale_to_threshold` (appendix C.8 of the paper).
+        most this value, with :func:`~skpoison.targets.scale_to_threshold` (appendix C.8 of the paper).
     epsilon_d : sequence of float or "tau", default=(0.03, 0.1, 1.0, 3.0, "tau")
         Poison budgets.
     max_iter : int, default=300

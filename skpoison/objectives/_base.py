@@ -298,7 +298,7 @@ class Objective:
     def loss_gradient_sum(self, X, y, *, batch_size=None, encoded=False, params=None):
         """``sum_i grad_w l(z_i; w)`` over the rows of ``(X, y)``, streamed in batches.
 
-        ``params`` (a dict like :attr:`params`) evaluates it at other parameters.
+        ``params`` (a dict like ``params``) evaluates it at other parameters.
         """
         X = self.as_features(X)
         y = self._labels(y, encoded)
@@ -367,7 +367,7 @@ class Objective:
             it: their closed form holds no temporary larger than ``(m, 2 k)`` for
             ``k`` outputs, so one batch already has memory bounded like a batch.
         params : dict of str to tensor or None, default=None
-            Parameters to evaluate at (shaped like :attr:`params`); ``None``: ``w``.
+            Parameters to evaluate at (shaped like ``params``); ``None``: ``w``.
 
         Returns
         -------

@@ -26,7 +26,7 @@ __all__ = [
 class TrainingLoss:
     """Interface of a per-sample loss ``l(h, y)`` on model outputs ``h``.
 
-    Subclasses set :attr:`kind` and implement :meth:`encode`, :meth:`per_sample` and
+    Subclasses set ``kind`` and implement :meth:`encode`, :meth:`per_sample` and
     :meth:`group_bounds`.
     """
 
