@@ -22,9 +22,11 @@ target a stationary point of retraining.
 # We keep 300 training digits (64 pixels in [0, 1], 10 classes) so that the
 # poison has more degrees of freedom (``n_poison x 64``) than the net has
 # parameters (3466) at ``eps_d = 1``. The target is the clean net corrupted by
-# GradPC within a relative budget ``epsilon_w = 0.03`` over all of its
-# parameters; larger budgets give far more confident, wrong targets whose
-# threshold exceeds 1 (they are out of reach of ``eps_d = 1``).
+# GradPC within a relative budget ``epsilon_w = 0.03`` (``relative=True``: 3%
+# of the norm of all its parameters; by default the radius is absolute), which
+# lowers its test accuracy from 0.902 to 0.752 and gives tau = 0.46. Larger
+# budgets give far more confident, wrong targets whose threshold exceeds 1
+# (at 5% tau is already 1.8, out of reach of ``eps_d = 1``).
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -43,7 +45,8 @@ X_train, X_test, y_train, y_test = train_validation_split(
 X_train, y_train = X_train[:300], y_train[:300]
 
 victim = make_net("mlp", hidden_size=32, max_epochs=30, random_state=0, device="cpu")
-recipe = GradPC(victim, epsilon_w=0.03, random_state=0, device="cpu").fit(X_train, y_train)
+recipe = GradPC(victim, epsilon_w=0.03, relative=True, random_state=0, device="cpu")
+recipe.fit(X_train, y_train)
 clean, target = recipe.estimator_, recipe.target_
 
 analyzer = PoisonabilityAnalyzer(FrozenEstimator(target), device="cpu").fit(X_train, y_train)
@@ -79,11 +82,14 @@ for eps in budgets:
 # %%
 # Gradient norm and accuracy
 # --------------------------
-# Above the threshold the gradient norm drops by more than an order of
-# magnitude, and the net retrained on the poisoned data loses accuracy, moving
-# toward the target. Below it (``eps_d = 0.1 < tau``) the residual cannot reach
-# zero: :meth:`~skpoison.PoisonabilityAnalyzer.residual_lower_bound` gives the
-# floor no poison set can beat (dotted).
+# Above the threshold (``eps_d = 0.5`` and ``1``) the gradient norm drops
+# about ten- and seventeen-fold (to 0.11 and 0.06), and the net retrained on
+# the poisoned data loses two points of accuracy (0.878 and 0.883), a small
+# step toward the target (0.752): 500 steps on a non-convex net stop well
+# short of cancelling the gradient. Below it (``eps_d = 0.1 < tau``) the
+# residual cannot reach zero: :meth:`~skpoison.PoisonabilityAnalyzer.residual_lower_bound`
+# gives the floor no poison set can beat (dotted, 0.016; the attack stops at
+# 0.31), and the retrained net keeps its clean accuracy (0.900).
 
 fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
 for eps, gc in attacks.items():

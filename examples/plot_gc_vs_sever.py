@@ -27,7 +27,9 @@ imbalanced-learn sampler, the whole protocol is also one
 # -----------------------
 # The digits are scaled to [0, 1] and split 70/30. The target model comes from
 # GradPC: the clean logistic regression with its parameters pushed, within 10%
-# of their norm, in the direction that most increases the validation loss.
+# of their norm (``relative=True``; by default ``epsilon_w`` is an absolute
+# radius), by gradient ascent of its loss on the training rows. It drops the
+# test accuracy from 0.970 to 0.769.
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -43,7 +45,8 @@ X_train, X_test, y_train, y_test = load_dataset("digits", random_state=0)
 victim = LogisticRegression(max_iter=1000)
 clean_accuracy = victim.fit(X_train, y_train).score(X_test, y_test)
 
-recipe = GradPC(LogisticRegression(max_iter=1000), epsilon_w=0.1, random_state=0)
+recipe = GradPC(LogisticRegression(max_iter=1000), epsilon_w=0.1, relative=True,
+                random_state=0)
 recipe.fit(X_train, y_train)
 target = FrozenEstimator(recipe.target_)  # one fixed target for every attack
 print(f"{len(X_train)} training rows, {X_train.shape[1]} features")

@@ -25,10 +25,11 @@ into a budget sweep.
 # GridSearchCV clones the pipeline for each fold and budget, and the recipe
 # survives cloning (a fitted model would not; wrap one in
 # :class:`~sklearn.frozen.FrozenEstimator` to use it here). We keep the
-# attack short (``max_iter=300``) so that the 18 fits of this example
-# (6 budgets times 3 folds) run in about half a minute on one CPU core; the
-# largest budget adds ten poison points per clean point and takes most of
-# that time.
+# attack short (``max_iter=300``) so that the 15 fits of this example
+# (5 budgets times 3 folds) run in about a dozen seconds on one CPU core; the
+# largest budget adds three poison points per clean point and takes most of
+# that time. The target moves the clean parameters by 10% of their norm
+# (``relative=True``; by default ``epsilon_w`` is an absolute radius).
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -42,14 +43,15 @@ from skpoison.targets import GradPC
 
 X, y = load_digits(return_X_y=True)
 X, y = X[:900], y[:900]
-target = GradPC(LogisticRegression(max_iter=1000), epsilon_w=0.1, random_state=0)
+target = GradPC(LogisticRegression(max_iter=1000), epsilon_w=0.1, relative=True,
+                random_state=0)
 pipe = Pipeline(
     [
         ("poison", GradientCanceling(target, max_iter=300, random_state=0)),
         ("victim", LogisticRegression(max_iter=1000)),
     ]
 )
-budgets = [0.03, 0.1, 0.3, 1.0, 3.0, 10.0]
+budgets = [0.03, 0.1, 0.3, 1.0, 3.0]
 cv = StratifiedKFold(n_splits=3)
 search = GridSearchCV(pipe, {"poison__epsilon_d": budgets}, cv=cv, refit=False)
 search.fit(X, y)
@@ -108,14 +110,15 @@ ax.legend(loc="lower left", fontsize=8)
 plt.show()
 
 # %%
-# Small budgets barely move the victim: at 3% or 10% poison no poison set of
-# that size can make the target a stationary point (both are below tau), and
-# the best the attack can do pulls the retrained model only slightly. Even
-# at one poison point per clean point, above tau, the accuracy hardly moves.
-# It starts to fall once the budget approaches tau(2), in line with the
-# paper's observation that tau(2) predicts the transition of multiclass
-# models better than the more conservative tau(c). With only 300 steps the
-# attack does not reach the target even at ten times the clean data; the
+# Small budgets barely move the victim: at 3% or 10% poison, below tau on
+# every fold but the first (where tau is 0.10), the accuracy stays within
+# about a point of the clean 0.899, and at 30% (just under the mean tau of
+# 0.34) it loses two points. Past tau it falls faster, to 0.860 at one poison
+# point per clean point and 0.768 at three, approaching the target's 0.708
+# as the budget passes tau(2) (1.35 on average), in line with the paper's
+# observation that tau(2) predicts the transition of multiclass models better
+# than the more conservative tau(c). With only 300 steps the attack does not
+# reach the target even at three times the clean data; the
 # gradient norm it leaves (``gradient_norm_`` of a fitted
 # :class:`~skpoison.attacks.GradientCanceling`) says how far it got, and more steps
 # bring the victim closer to the target.

@@ -152,7 +152,9 @@ for name, problem in problems.items():
 # Below ``tau`` the attack's gradient norm sits on the lower bound: Gradient
 # Canceling finds the best poison there is, and it is not good enough. Above
 # ``tau`` the norm falls to the attack's tolerance (``tol=1e-6``) in a few
-# hundred steps and the retrained victim lands on the target.
+# hundred steps (just above ``tau`` on the OR data, at 2.96, the 500 steps
+# leave it at 6e-5) and the retrained victim lands on the target, to within
+# a few percent of its norm.
 
 # %%
 # The plots
@@ -205,4 +207,5 @@ plt.show()
 # problems a model half-way between the clean model and the reversed target
 # already points the wrong way. The threshold is about reaching the target
 # itself, which the gradient norm and the distance ``||w' - w|| / ||w||`` in
-# the table measure: both stay large below ``tau`` and vanish above it.
+# the table measure: both stay positive below ``tau``, shrinking as the budget
+# nears it, and (nearly) vanish above it.

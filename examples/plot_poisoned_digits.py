@@ -21,10 +21,11 @@ spot and to filter. Both are shown.
 # The digits are scaled to [0, 1] and split 70/30. The victim is a
 # multinomial logistic regression. The target comes from
 # :class:`~skpoison.targets.GradPC`: starting from the clean model, it moves
-# the parameters by 10% of their norm in the direction that increases the
-# loss on a validation subset, which costs the model about half of its test
-# accuracy. We fit the recipe once and freeze its target, so that both
-# attacks below aim at the same model.
+# the parameters by 10% of their norm (``relative=True``; by default
+# ``epsilon_w`` is an absolute radius) by gradient ascent of the loss on the
+# training rows, which lowers the test accuracy from 0.970 to 0.769. We fit
+# the recipe once and freeze its target, so that both attacks below aim at
+# the same model.
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -41,7 +42,8 @@ X_train, X_test, y_train, y_test = train_validation_split(X, y, random_state=0)
 victim = LogisticRegression(max_iter=1000)
 clean = clone(victim).fit(X_train, y_train)
 
-recipe = GradPC(LogisticRegression(max_iter=1000), epsilon_w=0.1, random_state=0)
+recipe = GradPC(LogisticRegression(max_iter=1000), epsilon_w=0.1, relative=True,
+                random_state=0)
 recipe.fit(X_train, y_train)
 target = FrozenEstimator(recipe.target_)
 print(f"clean model:  test accuracy {clean.score(X_test, y_test):.3f}")
@@ -85,11 +87,12 @@ print(f"tau = {attacks['GC'].threshold_:.3f}, "
 # The gradient norm is the residual
 # :math:`\lVert \mathbf{g}(\chi) \rVert / \lVert \mathbf{g}(\mu) \rVert`
 # that the poison leaves at the target, relative to the clean data alone.
-# The budget is above ``tau`` (a necessary condition for this multiclass
-# model with intercepts) but well below ``tau(2)``, the number the paper
-# found more indicative for multiclass models, and neither attack reaches a
-# vanishing gradient: the retrained victim moves towards the target but stays
-# far more accurate than it. The Pipeline example scans larger budgets.
+# The budget is above ``tau`` (0.31, a necessary condition for this
+# multiclass model with intercepts) but below ``tau(2)`` (1.24), the number
+# the paper found more indicative for multiclass models, and neither attack
+# reaches a vanishing gradient (1.0 -> 0.069 for GC, 0.089 for GC-c): the
+# retrained victim moves towards the target (0.907 and 0.865 test accuracy)
+# but stays more accurate than it (0.769). The Pipeline example scans larger budgets.
 
 # %%
 # Clean images, poison and perturbation
@@ -132,5 +135,6 @@ plt.show()
 # The unconstrained poison pushes pixels well outside [0, 1], in both
 # directions: an easy tell for a filter that checks the data range. GC-c
 # stays inside the range of the clean data, at the price of a larger
-# remaining gradient norm, as the paper observed: clipping trades some of the
-# attack's strength for stealth.
+# remaining gradient norm, as the paper observed. Here that does not make it
+# weaker: its retrained victim is the less accurate of the two, so the
+# residual alone does not rank attacks that both stop short of the target.
