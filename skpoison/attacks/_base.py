@@ -8,6 +8,7 @@ import torch
 from sklearn.base import is_regressor
 from sklearn.frozen import FrozenEstimator
 from sklearn.utils._param_validation import StrOptions
+from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import validate_data
 
 from .._poisonability import PoisonabilityAnalyzer
@@ -124,6 +125,23 @@ class PoisonSampler(RowSampler):
         labels, counts = np.unique(self.y_poison_, return_counts=True)
         self.sampling_strategy_ = dict(zip(labels.tolist(), counts.tolist()))
         self.n_poison_ = len(self.y_poison_)
+
+    def _validate_classifier_data(self, X, y, *, regressor_error=None, bounded=False):
+        """Validated clean ``(X, y)`` of an attack on a classifier target, its poison
+        count and its box.
+
+        ``regressor_error`` is raised when the target is a regressor; with ``bounded``,
+        no box means the clean data's range (attacks that search a bounded set).
+        """
+        X, y = validate_data(self, X, y, dtype=[np.float64, np.float32])
+        if regressor_error is not None and is_regressor_target(self.target):
+            raise regressor_error
+        check_classification_targets(y)
+        n_poison = n_poison_points(self.epsilon_d, len(X))
+        box = projection_box(X, self.feature_range, self.clip)
+        if box is None and bounded:
+            box = projection_box(X, None, "data")
+        return X, y, n_poison, box
 
     def _resample(self, X, y):
         X_valid, y_valid = validate_data(self, X, y, reset=False, dtype=[np.float64, np.float32])

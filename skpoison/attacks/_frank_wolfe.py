@@ -9,11 +9,10 @@ from scipy.optimize import nnls
 from sklearn.base import _fit_context
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import HasMethods, StrOptions
-from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import check_is_fitted
 from tqdm.auto import tqdm
 
-from .._utils import NumberInterval, projection_box
+from .._utils import NumberInterval
 from ._base import (
     BATCH_CONSTRAINT,
     BOX_CONSTRAINTS,
@@ -21,8 +20,6 @@ from ._base import (
     CancelingResidual,
     PoisonSampler,
     fit_analyzer,
-    is_regressor_target,
-    n_poison_points,
 )
 
 __all__ = ["FrankWolfeCanceling"]
@@ -295,18 +292,14 @@ class FrankWolfeCanceling(PoisonSampler):
         -------
         self : FrankWolfeCanceling
         """
-        X, y = validate_data(self, X, y, dtype=[np.float64, np.float32])
-        if is_regressor_target(self.target):
-            raise ValueError(
+        # Frank-Wolfe needs a bounded set: without a box, the clean data's range
+        X, y, n_poison, box = self._validate_classifier_data(
+            X, y, bounded=True, regressor_error=ValueError(
                 "FrankWolfeCanceling searches atoms over class labels; it attacks "
                 "classifier targets. Use GradientCanceling for regressors."
-            )
-        check_classification_targets(y)
+            ),
+        )
         n = X.shape[0]
-        n_poison = n_poison_points(self.epsilon_d, n)
-        box = projection_box(X, self.feature_range, self.clip)
-        if box is None:  # Frank-Wolfe needs a bounded set: the clean data's range
-            box = projection_box(X, None, "data")
         rng = check_random_state(self.random_state)
         torch.manual_seed(int(rng.randint(np.iinfo(np.int32).max)))
         analyzer = fit_analyzer(

@@ -8,11 +8,10 @@ import torch
 from sklearn.base import _fit_context
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import HasMethods
-from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import check_is_fitted
 from tqdm.auto import tqdm
 
-from .._utils import NumberInterval, projection_box
+from .._utils import NumberInterval
 from ._base import (
     BATCH_CONSTRAINT,
     BOX_CONSTRAINTS,
@@ -20,8 +19,6 @@ from ._base import (
     CancelingResidual,
     PoisonSampler,
     fit_analyzer,
-    is_regressor_target,
-    n_poison_points,
 )
 from ._frank_wolfe import round_weights, simplex_weights
 
@@ -217,16 +214,13 @@ class KKTAttack(PoisonSampler):
         -------
         self : KKTAttack
         """
-        X, y = validate_data(self, X, y, dtype=[np.float64, np.float32])
-        if is_regressor_target(self.target):
-            raise TypeError(
+        X, y, n_poison, box = self._validate_classifier_data(
+            X, y, regressor_error=TypeError(
                 "KKTAttack attacks linear classifiers; the target is a regressor. Use "
                 "GradientCanceling for regression targets."
-            )
-        check_classification_targets(y)
+            ),
+        )
         n = X.shape[0]
-        n_poison = n_poison_points(self.epsilon_d, n)
-        box = projection_box(X, self.feature_range, self.clip)
         rng = check_random_state(self.random_state)
         analyzer = fit_analyzer(
             self.target, X, y, box, batch_size=self.batch_size, device=self.device,

@@ -8,20 +8,12 @@ from sklearn.base import _fit_context, clone
 from sklearn.frozen import FrozenEstimator
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import HasMethods
-from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import validate_data
 from tqdm.auto import tqdm
 
 from ..objectives import as_objective
 from ..targets import TargetRecipe
-from .._utils import NumberInterval, projection_box
-from ._base import (
-    BOX_CONSTRAINTS,
-    COMMON_CONSTRAINTS,
-    PoisonSampler,
-    fit_analyzer,
-    n_poison_points,
-)
+from .._utils import NumberInterval
+from ._base import BOX_CONSTRAINTS, COMMON_CONSTRAINTS, PoisonSampler, fit_analyzer
 
 __all__ = ["ModelTargetedAttack"]
 
@@ -233,12 +225,8 @@ class ModelTargetedAttack(PoisonSampler):
         -------
         self : ModelTargetedAttack
         """
-        X, y = validate_data(self, X, y, dtype=[np.float64, np.float32])
-        check_classification_targets(y)
-        budget = n_poison_points(self.epsilon_d, len(X))
-        box = projection_box(X, self.feature_range, self.clip)
-        if box is None:  # the loss difference is unbounded: keep to the data's range
-            box = projection_box(X, None, "data")
+        # the loss difference is unbounded: without a box, keep to the data's range
+        X, y, budget, box = self._validate_classifier_data(X, y, bounded=True)
         rng = check_random_state(self.random_state)
         analyzer = fit_analyzer(self.target, X, y, box, device=self.device, dtype=self.dtype)
         target = analyzer.objective_
