@@ -11,15 +11,14 @@ written to disk besides the downloaded archive, which is written atomically.
 import contextlib
 import hashlib
 import io
-import os
 import tarfile
-import tempfile
 import zlib
 from urllib.request import urlopen
 
 import numpy as np
 from sklearn.utils import Bunch
 
+from ._download import save_verified
 from ._home import data_folder, where_to_put
 
 ARCHIVE = "cifar-10-binary.tar.gz"
@@ -60,7 +59,6 @@ SHA256 = {
 URL = "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz"
 _DOWNLOAD_TIMEOUT_S = 60
 _MAX_DOWNLOAD_BYTES = 256 * 1024 * 1024  # the archive is about 162 MiB
-_CHUNK_BYTES = 1 << 20
 
 
 def _parse_batch(content, name):
@@ -121,36 +119,18 @@ def _download(dest):
     On failure nothing is left behind: no partial file, no folder created here.
     """
     want = SHA256[ARCHIVE]
-    created, tmp = [], None
+    created = []
     try:
         _make_folders(dest.parent, created)
-        fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
-        digest = hashlib.sha256()
-        n_bytes = 0
-        with os.fdopen(fd, "wb") as out, urlopen(URL, timeout=_DOWNLOAD_TIMEOUT_S) as resp:
-            while True:
-                chunk = resp.read(_CHUNK_BYTES)
-                if not chunk:
-                    break
-                n_bytes += len(chunk)
-                if n_bytes > _MAX_DOWNLOAD_BYTES:
-                    raise ValueError(
-                        f"{URL} served more than {_MAX_DOWNLOAD_BYTES} bytes, "
-                        "which is not the CIFAR-10 archive"
-                    )
-                digest.update(chunk)
-                out.write(chunk)
-            out.flush()
-            os.fsync(out.fileno())
-        got = digest.hexdigest()
-        if got != want:
-            raise ValueError(f"{URL} served content with SHA-256 {got}, expected {want}")
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, dest)
+        with urlopen(URL, timeout=_DOWNLOAD_TIMEOUT_S) as response:
+            try:
+                save_verified(
+                    response, dest, want, max_bytes=_MAX_DOWNLOAD_BYTES,
+                    what="the CIFAR-10 archive",
+                )
+            except ValueError as exc:
+                raise ValueError(f"{URL}: {exc}") from None
     except BaseException:
-        if tmp is not None:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
         for path in reversed(created):
             with contextlib.suppress(OSError):
                 path.rmdir()

@@ -9,7 +9,6 @@ import gzip
 import hashlib
 import math
 import os
-import tempfile
 import zlib
 from pathlib import Path
 from urllib.request import urlopen
@@ -18,6 +17,7 @@ import numpy as np
 from sklearn.utils import Bunch
 
 from ._digits import _check_digits
+from ._download import save_verified
 
 # The four files of each subset: (images, labels).
 _FILES = {
@@ -61,7 +61,6 @@ _MIRRORS = (
 )
 _DOWNLOAD_TIMEOUT_S = 60
 _MAX_DOWNLOAD_BYTES = 64 * 1024 * 1024  # the largest archive is about 10 MB
-_CHUNK_BYTES = 1 << 20
 
 # IDX type codes (third byte of the magic number) -> big-endian numpy dtype.
 _IDX_DTYPES = {
@@ -164,35 +163,11 @@ def _check_sha256(content, path):
 
 def _download_one(url, dest):
     """Download ``url`` to ``dest`` atomically, verifying its SHA-256."""
-    want = _SHA256[dest.name]
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
-    try:
-        digest = hashlib.sha256()
-        n_bytes = 0
-        with os.fdopen(fd, "wb") as out, urlopen(url, timeout=_DOWNLOAD_TIMEOUT_S) as resp:
-            while True:
-                chunk = resp.read(_CHUNK_BYTES)
-                if not chunk:
-                    break
-                n_bytes += len(chunk)
-                if n_bytes > _MAX_DOWNLOAD_BYTES:
-                    raise ValueError(
-                        f"served more than {_MAX_DOWNLOAD_BYTES} bytes, "
-                        "which is not an MNIST archive"
-                    )
-                digest.update(chunk)
-                out.write(chunk)
-            out.flush()
-            os.fsync(out.fileno())
-        got = digest.hexdigest()
-        if got != want:
-            raise ValueError(f"downloaded content has SHA-256 {got}, expected {want}")
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, dest)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    with urlopen(url, timeout=_DOWNLOAD_TIMEOUT_S) as response:
+        save_verified(
+            response, dest, _SHA256[dest.name], max_bytes=_MAX_DOWNLOAD_BYTES,
+            what="an MNIST archive",
+        )
 
 
 def _download(dest):
