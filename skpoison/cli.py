@@ -64,6 +64,48 @@ def _device(text):
     return text
 
 
+def _add_machine(parser):
+    """``--data-home``, ``--device`` and ``--threads``: where the data are and what runs."""
+    parser.add_argument(
+        "--data-home", default=None,
+        help="folder holding the MNIST (or CIFAR-10) files; unset: $SKPOISON_DATA/mnist "
+        "(cifar10), else ~/skpoison_data/mnist (cifar10)",
+    )
+    parser.add_argument(
+        "--device", type=_device, default="auto",
+        help="torch device: auto (CUDA when available), cpu, cuda or cuda:N",
+    )
+    parser.add_argument(
+        "--threads", type=_positive_int, default=1,
+        help="CPU threads for BLAS and torch; results under one --random-state are "
+        "reproducible for a given thread count (the numbers in the docs use 1)",
+    )
+
+
+def _add_subsample(parser):
+    """``--n-train`` and ``--n-test``: seeded stratified subsamples of the split."""
+    parser.add_argument(
+        "--n-train", type=_positive_int, default=None,
+        help="attack a seeded stratified subsample of this many training rows (unset: all)",
+    )
+    parser.add_argument(
+        "--n-test", type=_positive_int, default=None,
+        help="measure accuracy on a seeded stratified subsample of this many test rows "
+        "(unset: all)",
+    )
+
+
+def _add_output_format(parser):
+    """``--json`` and ``--quiet``."""
+    parser.add_argument(
+        "--json", action="store_true", help="print the full result as JSON instead of a table"
+    )
+    parser.add_argument(
+        "--quiet", action="store_true",
+        help="no progress on standard error (progress is only shown on a terminal)",
+    )
+
+
 def _add_common(parser):
     """The options ``analyze`` and ``attack`` share."""
     parser.add_argument("--dataset", choices=DATASETS, default="digits", help="the data set")
@@ -81,27 +123,8 @@ def _add_common(parser):
         "--random-state", type=int, default=0,
         help="seed of the split, the victim, the target and the attack",
     )
-    parser.add_argument(
-        "--data-home", default=None,
-        help="folder holding the MNIST (or CIFAR-10) files; unset: $SKPOISON_DATA/mnist "
-        "(cifar10), else ~/skpoison_data/mnist (cifar10)",
-    )
-    parser.add_argument(
-        "--device", type=_device, default="auto",
-        help="torch device: auto (CUDA when available), cpu, cuda or cuda:N",
-    )
-    parser.add_argument(
-        "--threads", type=_positive_int, default=1,
-        help="CPU threads for BLAS and torch; results under one --random-state are "
-        "reproducible for a given thread count (the numbers in the docs use 1)",
-    )
-    parser.add_argument(
-        "--json", action="store_true", help="print the full result as JSON instead of a table"
-    )
-    parser.add_argument(
-        "--quiet", action="store_true",
-        help="no progress on standard error (progress is only shown on a terminal)",
-    )
+    _add_machine(parser)
+    _add_output_format(parser)
 
 
 def build_parser():
@@ -154,15 +177,7 @@ def build_parser():
     attack.add_argument(
         "--max-iter", type=_positive_int, default=300, help="Gradient Canceling steps per budget"
     )
-    attack.add_argument(
-        "--n-train", type=_positive_int, default=None,
-        help="attack a seeded stratified subsample of this many training rows (unset: all)",
-    )
-    attack.add_argument(
-        "--n-test", type=_positive_int, default=None,
-        help="measure accuracy on a seeded stratified subsample of this many test rows "
-        "(unset: all)",
-    )
+    _add_subsample(attack)
     attack.add_argument(
         "--clip", choices=["data"], default=None,
         help="GC-c: clip the poison to the clean data's range",
@@ -223,26 +238,11 @@ def _add_compare(sub, formatter):
     compare.add_argument(
         "--max-iter", type=_positive_int, default=1000, help="Gradient Canceling steps per budget"
     )
-    compare.add_argument(
-        "--n-train", type=_positive_int, default=None,
-        help="attack a seeded stratified subsample of this many training rows (unset: all)",
-    )
-    compare.add_argument(
-        "--n-test", type=_positive_int, default=None,
-        help="measure accuracy on a seeded stratified subsample of this many test rows",
-    )
+    _add_subsample(compare)
     compare.add_argument("--random-state", type=int, default=0,
                          help="seed of the split, the target and the attacks")
-    compare.add_argument("--data-home", default=None,
-                         help="folder holding the MNIST files; unset: $SKPOISON_DATA/mnist")
-    compare.add_argument("--device", type=_device, default="auto",
-                         help="torch device: auto, cpu, cuda or cuda:N")
-    compare.add_argument("--threads", type=_positive_int, default=1,
-                         help="CPU threads for BLAS and torch")
-    compare.add_argument("--json", action="store_true",
-                         help="print the full result as JSON instead of a table")
-    compare.add_argument("--quiet", action="store_true",
-                         help="no progress on standard error (only shown on a terminal)")
+    _add_machine(compare)
+    _add_output_format(compare)
 
 
 def _run_compare(args, stages):
@@ -297,18 +297,7 @@ def _add_reproduce_common(parser, *, gc_steps=True, retrain=False):
         help="folder to write the JSON, Markdown and text tables (and the PNG figure) "
         "into; unset: print the text table only",
     )
-    parser.add_argument(
-        "--data-home", default=None,
-        help="folder holding the MNIST files; unset: $SKPOISON_DATA/mnist, else "
-        "~/skpoison_data/mnist",
-    )
-    parser.add_argument(
-        "--device", type=_device, default="auto",
-        help="torch device: auto (CUDA when available), cpu, cuda or cuda:N",
-    )
-    parser.add_argument(
-        "--threads", type=_positive_int, default=1, help="CPU threads for BLAS and torch"
-    )
+    _add_machine(parser)
     parser.add_argument(
         "--quiet", action="store_true",
         help="no progress and no list of written files on standard error",
