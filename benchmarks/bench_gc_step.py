@@ -58,6 +58,7 @@ from sklearn.frozen import FrozenEstimator
 from sklearn.linear_model import LogisticRegression
 
 from skpoison import GradientCanceling, PoisonabilityAnalyzer
+from skpoison.datasets import load_digits
 from skpoison.experiments import load_dataset
 from skpoison.models import make_net
 from skpoison.objectives import as_objective
@@ -160,13 +161,14 @@ def memory(X, y, preset, batch_size):
 
 
 # -------------------------------------------------------------- 3. convergence
-def convergence(name, target, X, y, epsilon_d, adam_steps, gn_steps, tau):
-    analyzer = PoisonabilityAnalyzer(target, device="cpu").fit(X, y)
+def convergence(name, target, X, y, epsilon_d, adam_steps, gn_steps, tau, **params):
+    box = params.get("feature_range")
+    analyzer = PoisonabilityAnalyzer(target, device="cpu", feature_range=box).fit(X, y)
     runs = {}
     for optimizer, steps in (("adam", adam_steps), ("lbfgs", adam_steps // 4),
                              ("gauss-newton", gn_steps)):
         gc = GradientCanceling(target, epsilon_d=epsilon_d, max_iter=steps, optimizer=optimizer,
-                               random_state=0, device="cpu", tol=0.0)
+                               random_state=0, device="cpu", tol=0.0, **params)
         start = time.perf_counter()
         gc.fit(X, y, clean_gradient=analyzer.clean_)
         runs[optimizer] = (gc, time.perf_counter() - start)
@@ -204,6 +206,30 @@ def convergence_all(X, y, preset, adam_steps, gn_steps):
     tau = PoisonabilityAnalyzer(target, device="cpu").fit(Xd, yd).threshold_
     convergence("digits MLP above tau", target, Xd, yd, 0.2, adam_steps, gn_steps, tau)
     convergence("digits MLP below tau", target, Xd, yd, 0.5 * tau, adam_steps, gn_steps, tau)
+
+    # pixels in the box [0, 1]: many poison features sit at a bound
+    Xp, yp = load_digits(return_X_y=True)
+    Xp, yp = Xp[:300], yp[:300]
+    model = LogisticRegression(max_iter=200).fit(Xp, yp)
+    model.coef_ = -0.5 * model.coef_
+    target = FrozenEstimator(model)
+    box = dict(feature_range=(0, 1))
+    tau = PoisonabilityAnalyzer(target, device="cpu", **box).fit(Xp, yp).threshold_
+    convergence("digits LR in [0, 1], above tau", target, Xp, yp, 0.5, adam_steps, gn_steps,
+                tau, **box)
+    convergence("digits LR in [0, 1], below tau", target, Xp, yp, 0.1, adam_steps, gn_steps,
+                tau, **box)
+
+    # digits 1 and 7, nearly separable, no box: where L-BFGS ends above Adam
+    X17, y17 = load_digits(digits=(1, 7), return_X_y=True)
+    recipe = GradPC(LogisticRegression(max_iter=1000), epsilon_w=0.5, relative=True,
+                    validation_fraction=0.3, batch_size=None, max_iter=20, iterate="best",
+                    random_state=0, device="cpu")
+    target = FrozenEstimator(recipe.fit(X17, y17).target_)
+    tau = PoisonabilityAnalyzer(target, device="cpu").fit(X17, y17).threshold_
+    for epsilon_d in (3.0, 12.0):
+        convergence(f"digits 1/7 LR, {'above' if epsilon_d > tau else 'below'} tau", target,
+                    X17, y17, epsilon_d, adam_steps, gn_steps, tau)
 
 
 # ------------------------------------------------------------------ 4. analyzer

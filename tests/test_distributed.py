@@ -47,6 +47,9 @@ CASES = {
                    feature_range=(-6.0, 6.0)),
     "adam_one_poison": dict(epsilon_d=0.01, max_iter=10),
     "adam_parameters": dict(epsilon_d=0.07, max_iter=10, parameters=["intercept"]),
+    "lbfgs_box": dict(epsilon_d=0.07, max_iter=12, optimizer="lbfgs", clip="data"),
+    "lbfgs_batches_parameters": dict(epsilon_d=0.07, max_iter=12, optimizer="lbfgs",
+                                     batch_size=2, parameters=["coef"]),
 }
 
 
@@ -88,10 +91,10 @@ def _results():
     )
     X, y, target = _data(2)
     try:
-        GradientCanceling(target, optimizer="lbfgs", max_iter=2).fit(X, y)
-        out["lbfgs_error"] = None
+        GradientCanceling(target, optimizer="gauss-newton", max_iter=2).fit(X, y)
+        out["gauss_newton_error"] = None
     except ValueError as error:
-        out["lbfgs_error"] = str(error)
+        out["gauss_newton_error"] = str(error)
     return out
 
 
@@ -126,7 +129,7 @@ def single():
 
 
 def test_helpers_without_a_process_group(single):
-    assert single["lbfgs_error"] is None  # one process: L-BFGS runs
+    assert single["gauss_newton_error"] is None  # one process: Gauss-Newton runs
     assert world() == (0, 1)
     assert shard_slice(5) == slice(0, 5)
     assert shard_counts(5, 2) == [3, 2]
@@ -144,7 +147,7 @@ def test_collectives_over_two_ranks(ranks):
         np.testing.assert_array_equal(helpers["gathered"], np.arange(6.0).reshape(3, 2) * 10)
         np.testing.assert_array_equal(helpers["summed"], [3.0])
         assert helpers["any_one"] and not helpers["any_none"]
-        assert "runs in one process" in result["lbfgs_error"]
+        assert "runs in one process" in result["gauss_newton_error"]
 
 
 @pytest.mark.parametrize("key", ["tau2", "tau3"])

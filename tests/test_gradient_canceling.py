@@ -410,7 +410,8 @@ def test_unfitted_plain_target_says_what_to_pass(small_exact):
 # ----------------------------------------------------------------- non-finite steps
 
 
-def test_non_finite_gradient_stops_with_best_poison(small_exact, monkeypatch):
+@pytest.mark.parametrize("optimizer", ["adam", "lbfgs"])
+def test_non_finite_gradient_stops_with_best_poison(small_exact, monkeypatch, optimizer):
     X, y, target = small_exact
     original = Objective.poison_feature_gradient
     calls = {"n": 0}
@@ -425,7 +426,8 @@ def test_non_finite_gradient_stops_with_best_poison(small_exact, monkeypatch):
         return grad_x, gradient_sum
 
     monkeypatch.setattr(Objective, "poison_feature_gradient", poisoned)
-    gc = GradientCanceling(target, epsilon_d=1.0, max_iter=50, dtype="float64", random_state=0)
+    gc = GradientCanceling(target, epsilon_d=1.0, max_iter=50, dtype="float64", random_state=0,
+                           optimizer=optimizer)
     with pytest.raises(FloatingPointError, match=rf"iteration {fail_at}\b"):
         gc.fit(X, y)
     monkeypatch.undo()

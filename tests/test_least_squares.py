@@ -17,7 +17,7 @@ from sklearn.linear_model import LogisticRegression
 
 from skpoison import GradientCanceling
 from skpoison.attacks._gradient_canceling import _mean_feature_std
-from skpoison.attacks._least_squares import ResidualMap, lbfgs, levenberg_marquardt
+from skpoison.attacks._least_squares import ResidualMap, _free, lbfgs, levenberg_marquardt
 from skpoison.datasets import load_digits, make_gaussian
 from skpoison.objectives import CleanGradient, as_objective
 from skpoison._utils import _batches as _clean_gradient
@@ -93,6 +93,45 @@ def test_steps_reduce_the_objective_on_a_tiny_problem(exact, solver):
     assert result.best == pytest.approx(float(rmap.residual(result.X).norm()) * to_relative)
     if solver is levenberg_marquardt:  # accepted steps only: never up
         assert np.all(np.diff(result.history) <= 0)
+
+
+def test_lbfgs_reaches_a_stationary_point_of_the_boxed_problem(exact):
+    """Projected L-BFGS: features held at the box move off it when the gradient
+    points inwards, and the gradient over the free features vanishes (first-order
+    optimality of the boxed least-squares problem, here below tau)."""
+    X, y, target = exact
+    rmap, X_p, to_relative = _residual_map(X, y, target, n_poison=40)
+    low = torch.full((X.shape[1],), -0.5, dtype=X_p.dtype)
+    high = -low
+    start = torch.clamp(X_p, low, high)
+    at_bound = (start <= low) | (start >= high)
+    assert int(at_bound.sum()) > 100
+    _, g = rmap.residual_and_gradient(start)
+    start_norm = float((g * _free(start, g, low, high)).norm())
+    result = lbfgs(rmap, start, max_iter=100, tol=0.0, to_relative=to_relative,
+                   low=low, high=high)
+    assert bool(((result.X >= low) & (result.X <= high)).all())
+    r, g = rmap.residual_and_gradient(result.X)
+    assert float((g * _free(result.X, g, low, high)).norm()) < 1e-4 * start_norm
+    assert int((at_bound & (result.X > low) & (result.X < high)).sum()) > 50
+    assert result.best == pytest.approx(float(r.norm()) * to_relative)
+    assert np.all(np.diff(np.minimum.accumulate(result.history)) <= 0)
+
+
+@pytest.mark.parametrize("epsilon_d", [0.1, 0.5])
+def test_boxed_lbfgs_beats_adam_with_ten_times_the_steps(epsilon_d):
+    """Pixels in [0, 1] (many features at the box), below and above tau (0.19)."""
+    X, y = load_digits(return_X_y=True)
+    X, y = X[:300] / 16.0, y[:300]
+    target = LogisticRegression(max_iter=200).fit(X, y)
+    target.coef_ = -0.5 * target.coef_
+    params = dict(epsilon_d=epsilon_d, feature_range=(0, 1), dtype="float64", random_state=0)
+    adam = GradientCanceling(FrozenEstimator(target), max_iter=1000, **params).fit(X, y)
+    fast = GradientCanceling(FrozenEstimator(target), max_iter=100, optimizer="lbfgs",
+                             **params).fit(X, y)
+    assert (adam.threshold_ > epsilon_d) == (epsilon_d == 0.1)
+    assert fast.gradient_norm_ <= adam.gradient_norm_
+    assert fast.X_poison_.min() >= 0 and fast.X_poison_.max() <= 1
 
 
 @pytest.mark.parametrize("optimizer", ["gauss-newton", "lbfgs"])

@@ -1,4 +1,4 @@
-"""Gauss-Newton steps for the canceling residual: Levenberg-Marquardt with matrix-free CG.
+"""Second-order steps for the canceling residual: Levenberg-Marquardt and projected L-BFGS.
 
 Gradient Canceling minimises ``0.5 * ||r(X)||^2`` over the poison features ``X``, with
 the residual ``r(X) = g_hat(mu) + (1/n) sum_j grad_w l(x_j, y_j; w)`` in parameter
@@ -10,8 +10,9 @@ information comes for free from the residual's Jacobian ``J = dr/dX``:
 * ``J v`` (a Jacobian-vector product) is a forward-mode derivative of the gradient map,
   ``torch.func.jvp`` over ``torch.func.grad``.
 
-L-BFGS (``torch.optim.LBFGS`` with a strong-Wolfe line search) needs only
-``J^T r``; it runs on ``f(clamp(X))`` so that the box needs no projection step.
+L-BFGS needs only ``J^T r``; it is projected onto the box (the quasi-Newton direction
+on the features the box does not hold, then a backtracking line search along the
+projected path), so features held at a bound are released when the gradient turns.
 
 Both products are sums (or concatenations) over poison rows, so they stream in batches and the
 memory stays bounded by the batch.  The damped Gauss-Newton system
@@ -28,12 +29,17 @@ import torch
 from torch.func import functional_call, grad, jvp
 
 from .._utils import batch_slices
+from .._utils._distributed import all_reduce_sum
 
 __all__ = ["ResidualMap", "lbfgs", "levenberg_marquardt"]
 
 # conjugate-gradient iterations per Gauss-Newton step, and their relative tolerance
 _CG_MAX_ITER = 10
 _CG_RTOL = 0.1
+# L-BFGS line search: trials per iteration, and the weak Wolfe constants
+_MAX_LINE_SEARCH = 30
+_ARMIJO = 1e-4
+_CURVATURE = 0.9
 # initial damping, relative to the Rayleigh quotient r'(J J')r / r'r of the system
 _INITIAL_DAMPING = 1e-3
 
@@ -53,37 +59,62 @@ class ResidualMap:
         Number of clean points ``n`` (the poison sum is divided by it).
     batch_size : int or None
         Poison rows per batch of every pass (``None``: one batch).
+    mask : tensor of shape (n_params,) or None
+        0/1 over the flat parameters: the residual keeps the chosen blocks only
+        (``GradientCanceling(parameters=...)``); ``None`` keeps all.
+
+    Under ``torch.distributed`` the poison rows given are this rank's block: the
+    residual sums every rank's rows, Jacobian products cover this rank's
+    (:meth:`jvp` and :meth:`normal_product` run in one process only).
     """
 
-    def __init__(self, objective, y, base, n_samples, batch_size=None):
+    def __init__(self, objective, y, base, n_samples, batch_size=None, mask=None):
         self.objective = objective
         self.y = y
-        self.base = base
+        self.base = base if mask is None else base * mask
         self.n_samples = n_samples
         self.batch_size = batch_size
+        self.mask = mask
         self._names = list(objective.params)
         self._params = dict(objective.params)
 
     def _slices(self, m):
         return list(batch_slices(m, self.batch_size))
 
+    def _cut(self, v):
+        """``v`` restricted to the chosen parameter blocks (``mask``), in place."""
+        return v if self.mask is None else v.mul_(self.mask)
+
+    def _residual_from(self, gradient_sum):
+        # the poison sum over every rank's rows (this rank's alone in one process)
+        return self.base + self._cut(all_reduce_sum(gradient_sum) / self.n_samples)
+
     def residual(self, X):
         """``r(X)`` (no graph kept)."""
-        total = self.objective.loss_gradient_sum(
+        return self._residual_from(self.objective.loss_gradient_sum(
             X, self.y, batch_size=self.batch_size, encoded=True
-        )
-        return self.base + total / self.n_samples
+        ))
 
     def residual_and_gradient(self, X):
-        """``r(X)`` and ``J^T r(X)``, the gradient of ``0.5 ||r||^2`` in ``X``."""
-        n = self.n_samples
-        grad_x, total = self.objective.poison_feature_gradient(
-            X, self.y, lambda s: self.base + s / n, encoded=True, batch_size=self.batch_size
+        """``r(X)`` and ``J^T r(X)``, the gradient of ``0.5 ||r||^2`` in ``X``.
+
+        Under ``torch.distributed``, ``X`` is this rank's block of poison rows: ``r``
+        covers every rank's rows (one all-reduce) and ``J^T r`` this rank's.
+        """
+        found = {}
+
+        def direction(gradient_sum):
+            found["r"] = self._residual_from(gradient_sum)
+            return found["r"]
+
+        grad_x, _ = self.objective.poison_feature_gradient(
+            X, self.y, direction, encoded=True, batch_size=self.batch_size
         )
-        return self.base + total / n, grad_x.div_(n)
+        return found["r"], grad_x.div_(self.n_samples)
 
     def vjp(self, X, u):
         """``J^T u``: the feature gradient of ``<u, r(X)>``, shaped like ``X``."""
+        u = u if self.mask is None else u * self.mask
         grad_x, _ = self.objective.poison_feature_gradient(
             X, self.y, u, encoded=True, batch_size=self.batch_size
         )
@@ -111,18 +142,19 @@ class ResidualMap:
         for b in self._slices(len(X)):
             _, tangent = jvp(self._gradient_sum_map(self.y[b]), (X[b],), (V[b],))
             total += tangent
-        return total.div_(self.n_samples)
+        return self._cut(total.div_(self.n_samples))
 
     def normal_product(self, X, u, mask=None):
         """``J M J^T u`` streamed per batch (``M``: a 0/1 mask shaped like ``X``)."""
         total = torch.zeros_like(self.base)
+        u = u if self.mask is None else u * self.mask
         for b in self._slices(len(X)):
             v = self.objective.poison_feature_gradient(X[b], self.y[b], u, encoded=True)[0]
             if mask is not None:
                 v = v.mul_(mask[b])
             _, tangent = jvp(self._gradient_sum_map(self.y[b]), (X[b],), (v,))
             total += tangent
-        return total.div_(self.n_samples**2)
+        return self._cut(total.div_(self.n_samples**2))
 
 
 def _conjugate_gradient(operator, b, *, max_iter, rtol):
@@ -162,12 +194,15 @@ class LeastSquaresResult:
     non_finite: bool = False
 
 
-def _free_mask(X, gradient, low, high):
-    """1 where a feature may move, 0 where it sits at the box and descent points out."""
+def _free(X, gradient, low, high):
+    """False where a feature sits at the box and descent points out (``None``: no box).
+
+    Boolean and/or and a multiplication are an order of magnitude faster on CPU than
+    ``torch.where`` or ``masked_fill`` over the same tensor.
+    """
     if low is None:
         return None
-    blocked = ((X <= low) & (gradient > 0)) | ((X >= high) & (gradient < 0))
-    return (~blocked).to(X.dtype)
+    return ~(((X <= low) & (gradient > 0)) | ((X >= high) & (gradient < 0)))
 
 
 def levenberg_marquardt(
@@ -214,7 +249,7 @@ def levenberg_marquardt(
         if value <= tol:
             result.converged = True
             break
-        mask = _free_mask(X, g, low, high)
+        mask = _free(X, g, low, high)
         r_sq = float(r @ r)
         if damping is None:  # a small fraction of the system's scale along r
             masked = g if mask is None else g * mask
@@ -251,65 +286,151 @@ def levenberg_marquardt(
     return result
 
 
-class _Converged(Exception):
-    """Raised inside the L-BFGS closure once ``tol`` is reached."""
+def _two_loop(gradient, pairs, gamma, inner):
+    """``H g``: the L-BFGS inverse-Hessian estimate applied to ``gradient``.
+
+    ``pairs`` holds ``(s, y, 1 / <s, y>)`` from oldest to newest; ``inner`` is the
+    (global) inner product.
+    """
+    q = gradient.clone()
+    alphas = []
+    for s, y, rho in reversed(pairs):
+        alpha = rho * inner(s, q)
+        q.sub_(y, alpha=alpha)
+        alphas.append(alpha)
+    q.mul_(gamma)
+    for (s, y, rho), alpha in zip(pairs, reversed(alphas)):
+        beta = rho * inner(y, q)
+        q.add_(s, alpha=alpha - beta)
+    return q
 
 
 def lbfgs(
     residual_map, X, *, max_iter, tol, to_relative, low=None, high=None, callback=None,
-    history_size=10,
+    history_size=10, inner=None,
 ):
-    """Minimise ``0.5 ||r(X)||^2`` by L-BFGS with a strong-Wolfe line search.
+    """Minimise ``0.5 ||r(X)||^2`` over the box by projected L-BFGS.
+
+    Each iteration takes the L-BFGS direction on the *free* features (those not held
+    at the box by the gradient), projects the trial point onto the box and backtracks
+    until the objective falls enough (Armijo on the projected step, with quadratic
+    interpolation).  Features at a bound therefore stay movable: the next gradient
+    that points inwards frees them.  Without a box this is L-BFGS with a backtracking
+    line search.  The first step has no curvature pairs; it is the Polyak step
+    ``f / ||g||^2``, which reaches zero if the residual were linear, since the
+    least-squares optimum is at least 0.
 
     ``max_iter`` counts evaluations of ``r`` and ``J^T r`` (each costs one first-order
-    step), line-search trials included.  With a box, the function minimised is
-    ``0.5 ||r(clamp(X))||^2``, whose gradient is ``J^T r`` masked to the features
-    inside the box; the returned poison is clamped.  Parameters and result are those
-    of :func:`levenberg_marquardt`; ``history`` holds the relative norm of every
-    evaluation.
+    step), line-search trials included; almost every iteration accepts its first
+    trial.  Parameters and result are those of :func:`levenberg_marquardt`;
+    ``history`` holds the relative norm of every evaluation.
 
-    ``history_size`` pairs are kept: torch's two-loop recursion costs about four
-    passes over a poison-sized vector per pair and iteration, which dominates an
-    evaluation of affine models (20 pairs made an MNIST LR evaluation cost about 5
-    Adam steps, 10 pairs about 3, for slightly less progress per evaluation).
+    ``history_size`` pairs are kept (memory: ``2 * history_size`` poison-sized
+    tensors).  ``inner(a, b)`` is the inner product of two poison-shaped tensors as
+    a float; under ``torch.distributed`` it sums over ranks, so that every rank
+    takes the same decisions while holding only its own rows.
     """
-    X_p = X.detach().clone().requires_grad_(True)
-    result = LeastSquaresResult(X=X_p.detach().clone())
-    r0 = residual_map.residual(X_p.detach())
-    scale = 1.0 / max(float(r0 @ r0), 1e-300)  # the objective relative to its start
+    if inner is None:
+        def inner(a, b):
+            return float(torch.vdot(a.reshape(-1), b.reshape(-1)))
 
-    def clamped():
-        Z = X_p.detach()
-        if low is None:
-            return Z, None
-        inside = ((Z >= low) & (Z <= high)).to(Z.dtype)
-        return torch.clamp(Z, low, high), inside
+    X = X.detach().clone()
+    result = LeastSquaresResult(X=X, best=math.inf)
+    scale = None
 
-    def closure():
-        Z, inside = clamped()
+    def evaluate(Z):
+        """Objective relative to its start, its gradient, and the relative norm."""
+        nonlocal scale
         r, g = residual_map.residual_and_gradient(Z)
         r_sq = float(r @ r)
-        value = math.sqrt(r_sq) * to_relative if math.isfinite(r_sq) else math.inf
+        if not (math.isfinite(r_sq) and math.isfinite(inner(g, g))):
+            raise _NonFinite
+        value = math.sqrt(r_sq) * to_relative
         result.history.append(value)
         if callback is not None:
             callback(value)
         if value < result.best:
-            result.best, result.X = value, Z.clone()
-        if value <= tol:
-            raise _Converged
-        g = g.mul_(scale)
-        X_p.grad = g if inside is None else g.mul_(inside)
-        return 0.5 * r_sq * scale if math.isfinite(r_sq) else math.inf
+            result.best, result.X = value, Z
+        if scale is None:
+            scale = 1.0 / max(r_sq, 1e-300)
+        return 0.5 * r_sq * scale, g.mul_(scale), value
 
-    optimizer = torch.optim.LBFGS(
-        [X_p], lr=1, max_iter=max_iter, max_eval=max_iter, history_size=history_size,
-        line_search_fn="strong_wolfe", tolerance_grad=0.0, tolerance_change=0.0,
-    )
     try:
-        optimizer.step(closure)
-    except _Converged:
-        result.converged = True
-    if not math.isfinite(result.best):
+        _lbfgs_iterations(
+            evaluate, X, result, max_iter=max_iter, tol=tol, low=low, high=high,
+            history_size=history_size, inner=inner,
+        )
+    except _NonFinite:  # stop at the first non-finite evaluation; keep the best
         result.non_finite = True
+    result.converged = result.best <= tol
+    result.X = result.X.clone()
     result.n_iter = len(result.history)
     return result
+
+
+class _NonFinite(Exception):
+    """Raised by an L-BFGS evaluation whose residual or gradient is not finite."""
+
+
+def _lbfgs_iterations(evaluate, X, result, *, max_iter, tol, low, high, history_size, inner):
+    """The L-BFGS iterations of :func:`lbfgs` from ``X`` (``evaluate`` records them)."""
+    f, g, value = evaluate(X)
+    pairs, gamma = [], 1.0
+    while value > tol and len(result.history) < max_iter:
+        free = _free(X, g, low, high)
+        g_free = g if free is None else g * free
+        g_sq = inner(g_free, g_free)
+        if not g_sq > 0:  # a stationary point of the boxed problem
+            break
+        if pairs:
+            d = _two_loop(g_free, pairs, gamma, inner).neg_()
+            if free is not None:
+                d.mul_(free)
+            slope = inner(g, d)
+        if not pairs or not slope < 0:  # no curvature yet, or not a descent direction
+            pairs.clear()
+            d, slope = g_free.neg(), -g_sq
+            t = f / g_sq
+        else:
+            t = 1.0
+        # weak Wolfe conditions by bracketing: shrink while the decrease is too
+        # small, grow while the slope is still steep (Lewis and Overton's bisection)
+        accepted, lower, upper, previous = False, 0.0, math.inf, None
+        for _ in range(_MAX_LINE_SEARCH):
+            if len(result.history) >= max_iter:
+                break
+            X_new = torch.add(X, d, alpha=t)
+            if low is not None:
+                torch.clamp(X_new, low, high, out=X_new)
+            step = X_new - X
+            decrease = inner(g, step)  # the linear model's change along the projected step
+            f_new, g_new, value_new = evaluate(X_new)
+            if not (decrease < 0 and f_new <= f + _ARMIJO * decrease):
+                upper = t
+            elif inner(g_new, step) < _CURVATURE * decrease and decrease != previous:
+                # (a longer step that the box clips to the same point stops the growth)
+                lower, previous = t, decrease
+                accepted = True  # sufficient decrease: usable if the budget ends here
+                best_step = (X_new, f_new, g_new, value_new, step)
+            else:
+                accepted = True
+                best_step = (X_new, f_new, g_new, value_new, step)
+                break
+            if accepted and upper < math.inf and upper - lower < 1e-3 * upper:
+                break
+            t = 0.5 * (lower + upper) if upper < math.inf else 2.0 * lower
+        if accepted:
+            X_new, f_new, g_new, value_new, step = best_step
+        if not accepted:
+            if pairs:  # the curvature model misled: restart from steepest descent
+                pairs.clear()
+                continue
+            break
+        y = g_new - g
+        sy = inner(step, y)
+        if sy > 1e-10 * inner(y, y):  # curvature condition: keep the pair
+            pairs.append((step, y, 1.0 / sy))
+            if len(pairs) > history_size:
+                pairs.pop(0)
+            gamma = sy / inner(y, y)
+        X, f, g, value = X_new, f_new, g_new, value_new
