@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from sklearn.utils import assert_all_finite
 
-from .._utils import batch_slices, clean_batch_rows
+from .._utils import clean_batch_rows
 from .._utils._distributed import all_reduce_sum, shard_slice
 
 __all__ = ["CleanGradient", "feasible_interval"]
@@ -69,7 +69,9 @@ class CleanGradient:
     objective : Objective
         The target's training objective.
     X, y : array-like
-        Clean training data.
+        Clean training data.  A non-finite ``X`` raises scikit-learn's "Input X
+        contains NaN" error when it makes the clean sum non-finite (always so for
+        linear models), and is otherwise the caller's to check.
     batch_size : int or None, default=None
         Rows per batch of the clean pass; ``None`` uses batches of about 2 million
         input elements (rows times features), so that memory never grows with ``n``.
@@ -113,9 +115,7 @@ class CleanGradient:
         X_own, y = X[own], objective.encode_labels(y)[own]
         rows = clean_batch_rows(len(X_own), np.prod(np.shape(X)[1:], dtype=int), batch_size)
         # each batch is converted to a tensor on its own: no copy of all of X is made
-        loss_sum = torch.zeros(objective.n_params, device=objective.device, dtype=objective.dtype)
-        for sl in batch_slices(len(X_own), rows) if len(X_own) else ():
-            loss_sum += objective.loss_gradient_sum(X_own[sl], y[sl], encoded=True)
+        loss_sum = objective.loss_gradient_sum(X_own, y, batch_size=rows, encoded=True)
         self.loss_sum = all_reduce_sum(loss_sum)
         name = type(objective.estimator).__name__
         dtype = str(objective.dtype).replace("torch.", "")
