@@ -30,6 +30,7 @@ from sklearn.svm import LinearSVC
 from sklearn.tree import DecisionTreeClassifier
 
 from skpoison import PoisonabilityAnalyzer
+from skpoison.objectives import CleanGradient, as_objective
 from skpoison.targets import ScaledTarget
 
 F64 = dict(device="cpu", dtype="float64")
@@ -619,6 +620,29 @@ def test_non_finite_and_empty_input(gaussian, target):
         analyze(target, X[:0], y[:0])
     with pytest.raises(ValueError):
         analyze(target, X, y[:-1])
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_non_finite_x_is_named_for_linear_targets(gaussian, bad, dtype):
+    # linear targets have X checked by the clean pass, not up front: a hinge row whose
+    # margin the bad entry pushes to +inf has a zero loss gradient, yet must be caught
+    X, y = gaussian
+    svc = LinearSVC(fit_intercept=False).fit(X, y)
+    row = np.flatnonzero(y == svc.classes_[1])[0]
+    Xb = X.copy()
+    Xb[row, 0] = bad * (1 if np.isnan(bad) else np.sign(svc.coef_[0, 0]))
+    kind = "NaN" if np.isnan(bad) else "infinity"
+    for est in (svc, LogisticRegression().fit(X, y), Ridge().fit(X, X[:, 0])):
+        labels = X[:, 0] if isinstance(est, Ridge) else y
+        with pytest.raises(ValueError, match=f"Input X contains {kind}"):
+            PoisonabilityAnalyzer(FrozenEstimator(est), dtype=dtype, device="cpu").fit(
+                Xb, labels
+            )
+    # the clean pass names X, not the target, when the analyzer is bypassed
+    objective = as_objective(svc, device="cpu", dtype=dtype)
+    with pytest.raises(ValueError, match=f"Input X contains {kind}"):
+        CleanGradient(objective, Xb, y, batch_size=7)
 
 
 def test_column_vector_labels_for_classifier_target(gaussian, target):

@@ -298,14 +298,17 @@ class Objective:
     def loss_gradient_sum(self, X, y, *, batch_size=None, encoded=False, params=None):
         """``sum_i grad_w l(z_i; w)`` over the rows of ``(X, y)``, streamed in batches.
 
-        ``params`` (a dict like ``params``) evaluates it at other parameters.
+        ``params`` (a dict like ``params``) evaluates it at other parameters.  Each
+        batch of ``X`` is converted to a tensor on its own, so an array of another
+        dtype or on another device is never copied whole.
         """
-        X = self.as_features(X)
+        X = X if isinstance(X, torch.Tensor) else np.asarray(X)
         y = self._labels(y, encoded)
         params = self._grad_params(params)
         total = torch.zeros(self.n_params, device=self.device, dtype=self.dtype)
         for sl in batch_slices(len(X), batch_size):
-            losses = self.loss.per_sample(functional_call(self.module, params, (X[sl],)), y[sl])
+            features = self.as_features(X[sl])
+            losses = self.loss.per_sample(functional_call(self.module, params, (features,)), y[sl])
             grads = torch.autograd.grad(
                 losses.sum(), list(params.values()), materialize_grads=True
             )

@@ -12,8 +12,9 @@ import math
 
 import numpy as np
 import torch
+from sklearn.utils import assert_all_finite
 
-from .._utils import batch_slices, clean_batch_rows
+from .._utils import clean_batch_rows
 from .._utils._distributed import all_reduce_sum, shard_slice
 
 __all__ = ["CleanGradient", "feasible_interval"]
@@ -44,6 +45,13 @@ def feasible_interval(s0, slope_low, slope_high):
     return (low, high) if low <= high else (math.inf, math.inf)
 
 
+def _check_finite_features(X):
+    """scikit-learn's error for a non-finite ``X`` (array or tensor)."""
+    if isinstance(X, torch.Tensor):
+        X = X.detach().cpu().numpy()
+    assert_all_finite(X, input_name="X")
+
+
 class CleanGradient:
     """The clean loss-gradient sum of a target on clean data, and what follows from it.
 
@@ -61,7 +69,9 @@ class CleanGradient:
     objective : Objective
         The target's training objective.
     X, y : array-like
-        Clean training data.
+        Clean training data.  A non-finite ``X`` raises scikit-learn's "Input X
+        contains NaN" error when it makes the clean sum non-finite (always so for
+        linear models), and is otherwise the caller's to check.
     batch_size : int or None, default=None
         Rows per batch of the clean pass; ``None`` uses batches of about 2 million
         input elements (rows times features), so that memory never grows with ``n``.
@@ -102,16 +112,18 @@ class CleanGradient:
         # under torch.distributed each rank sums its own block of rows, then all sum up
         # (labels are encoded whole, so a bad label fails on every rank alike)
         own = shard_slice(n)
-        X, y = X[own], objective.encode_labels(y)[own]
-        rows = clean_batch_rows(len(X), np.prod(np.shape(X)[1:], dtype=int), batch_size)
+        X_own, y = X[own], objective.encode_labels(y)[own]
+        rows = clean_batch_rows(len(X_own), np.prod(np.shape(X)[1:], dtype=int), batch_size)
         # each batch is converted to a tensor on its own: no copy of all of X is made
-        loss_sum = torch.zeros(objective.n_params, device=objective.device, dtype=objective.dtype)
-        for sl in batch_slices(len(X), rows) if len(X) else ():
-            loss_sum += objective.loss_gradient_sum(X[sl], y[sl], encoded=True)
+        loss_sum = objective.loss_gradient_sum(X_own, y, batch_size=rows, encoded=True)
         self.loss_sum = all_reduce_sum(loss_sum)
         name = type(objective.estimator).__name__
         dtype = str(objective.dtype).replace("torch.", "")
         if not bool(torch.isfinite(self.loss_sum).all()):
+            # a non-finite X is the data's fault, not the target's (for a linear model
+            # the sum cannot be finite then: its coefficient gradient sums every entry
+            # of X times a factor, so callers may leave X unchecked for linear targets)
+            _check_finite_features(X)
             raise ValueError(
                 f"The loss gradient of the target {name} on the clean data is not finite "
                 f"in {dtype}: its parameters are too large for this data. Use "
