@@ -244,6 +244,90 @@ def analyzer_cost(X, y, repeats):
           f"ratio {fit / one_pass:.2f}")
 
 
+# ------------------------------------------------ 5. the CNN on all of MNIST: memory
+def _cnn_memory_child(queue, mode, target_bytes, batch_size, epsilon_d, max_iter, n):
+    """In a fresh process: the added peak RSS of one clean pass or one whole GC run."""
+    import pickle
+
+    from skpoison._utils._allocator import keep_freed_memory
+    from skpoison.datasets import fetch_mnist, normalize_mnist
+
+    torch.set_num_threads(1)
+    X, y = fetch_mnist(return_X_y=True)
+    X = np.ascontiguousarray(normalize_mnist(X[:n]), dtype=np.float32)
+    y = y[:n]
+    target = pickle.loads(target_bytes)
+    # as GradientCanceling.fit does first; after loading, so the data's temporaries
+    # are given back to the system and not kept in the heap below the baseline
+    keep_freed_memory()
+    if mode == "clean":
+        estimator = PoisonabilityAnalyzer(target, batch_size=batch_size, device="cpu",
+                                          dtype="float32")
+    else:
+        estimator = GradientCanceling(target, epsilon_d=epsilon_d, max_iter=max_iter,
+                                      optimizer="adam", tol=0.0, batch_size=batch_size,
+                                      random_state=0, device="cpu", dtype="float32")
+    baseline = _rss_kib("VmRSS:") / 1024
+    wall, cpu = time.perf_counter(), time.process_time()
+    peak = added_peak_mib(lambda: estimator.fit(X, y))
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    extra = {}
+    if mode == "gc":
+        extra = {"n_poison": estimator.n_poison_, "n_iter": estimator.n_iter_,
+                 "norm": estimator.gradient_norm_}
+    queue.put(dict(peak=peak, wall=wall, cpu=cpu, baseline=baseline,
+                   data=(X.nbytes + y.nbytes) / 2**20, n=len(X), **extra))
+
+
+def cnn_full_memory(batch_size, epsilon_d=0.03, max_iter=2, n=60000, fit_rows=2000):
+    """Peak RSS above the data: the paper's CNN on ``n`` MNIST training rows, float32.
+
+    Each measurement runs in a fresh process (one thread), so memory a previous run
+    left in the allocator does not hide its peak: the clean pass alone
+    (``PoisonabilityAnalyzer.fit``) and a whole ``GradientCanceling`` run (clean pass,
+    then ``max_iter`` Adam steps over all the poison rows), each with
+    ``batch_size=None`` and ``batch_size``.  Both run with the allocator setting
+    ``GradientCanceling`` uses (``keep_freed_memory``: freed heap memory is kept, so
+    fragmentation over many clean batches raises the peak); ``SKPOISON_KEEP_MALLOC=1``
+    measures with the C library's defaults instead.
+    """
+    import multiprocessing
+    import pickle
+
+    from skpoison.datasets import fetch_mnist, normalize_mnist
+    from skpoison.models import paper_victim
+
+    X, y = fetch_mnist(return_X_y=True)
+    n = min(n, len(X))
+    print(f"5. The paper's CNN on {n} MNIST training rows: peak RSS above the data "
+          f"(float32, one thread, eps_d {epsilon_d}, Adam, {max_iter} steps)")
+    net = paper_victim("cnn", random_state=0, device="cpu")  # 1 epoch, Adadelta
+    net.fit(normalize_mnist(X[:fit_rows]).astype(np.float32), y[:fit_rows])
+    target_bytes = pickle.dumps(FrozenEstimator(net))
+    del X, y
+    context = multiprocessing.get_context("spawn")
+    print(f"   {'run':10s} {'batch_size':>10s} {'peak MiB':>9s} {'wall s':>7s} {'CPU s':>7s}  "
+          f"(data MiB, RSS before MiB)")
+    for batch in (None, batch_size):
+        for mode in ("clean", "gc"):
+            queue = context.Queue()
+            child = context.Process(
+                target=_cnn_memory_child,
+                args=(queue, mode, target_bytes, batch, epsilon_d, max_iter, n),
+            )
+            child.start()
+            child.join()
+            if child.exitcode != 0:
+                print(f"   {mode:10s} {batch!s:>10s} failed (exit code {child.exitcode})")
+                continue
+            r = queue.get()
+            label = "clean pass" if mode == "clean" else "whole GC"
+            more = (f", {r['n_poison']} poison rows, {r['n_iter']} steps, norm {r['norm']:.3g}"
+                    if mode == "gc" else "")
+            print(f"   {label:10s} {batch!s:>10s} {r['peak']:+9.0f} {r['wall']:7.1f} "
+                  f"{r['cpu']:7.1f}  ({r['data']:.0f}, {r['baseline']:.0f}{more})")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", choices=sorted(PRESETS), default="small")
@@ -266,6 +350,8 @@ def main(argv=None):
         convergence_all(X, y, preset, args.adam_steps, args.gn_steps)
     if "4" in args.sections:
         analyzer_cost(X, y, preset["repeats"])
+    if "5" in args.sections:  # only when asked: minutes, and several GB
+        cnn_full_memory(args.batch_size)
     print(f"total {time.perf_counter() - start:.0f} s")
 
 
