@@ -120,7 +120,8 @@ def test_lbfgs_reaches_a_stationary_point_of_the_boxed_problem(exact):
 
 @pytest.mark.parametrize("epsilon_d", [0.1, 0.5])
 def test_boxed_lbfgs_beats_adam_with_ten_times_the_steps(epsilon_d):
-    """Pixels in [0, 1] (many features at the box), below and above tau (0.19)."""
+    """Digits pixels divided by 16 once more (values in [0, 1/16]) in the box [0, 1]:
+    the many zero pixels sit at the lower bound. Below and above tau (0.19)."""
     X, y = load_digits(return_X_y=True)
     X, y = X[:300] / 16.0, y[:300]
     target = LogisticRegression(max_iter=200).fit(X, y)
