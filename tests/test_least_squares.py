@@ -17,7 +17,13 @@ from sklearn.linear_model import LogisticRegression
 
 from skpoison import GradientCanceling
 from skpoison.attacks._gradient_canceling import _mean_feature_std
-from skpoison.attacks._least_squares import ResidualMap, _free, lbfgs, levenberg_marquardt
+from skpoison.attacks._least_squares import (
+    ResidualMap,
+    _free,
+    _two_loop,
+    lbfgs,
+    levenberg_marquardt,
+)
 from skpoison.datasets import load_digits, make_gaussian
 from skpoison.objectives import CleanGradient, as_objective
 from skpoison._utils import _batches as _clean_gradient
@@ -93,6 +99,36 @@ def test_steps_reduce_the_objective_on_a_tiny_problem(exact, solver):
     assert result.best == pytest.approx(float(rmap.residual(result.X).norm()) * to_relative)
     if solver is levenberg_marquardt:  # accepted steps only: never up
         assert np.all(np.diff(result.history) <= 0)
+
+
+def test_two_loop_applies_the_bfgs_inverse_hessian_from_a_diagonal():
+    """The recursion equals the explicit BFGS updates
+    ``H <- (I - rho s y') H (I - rho y s') + rho s s'`` started at ``H0 = diag(d)``,
+    and the result satisfies the secant equation ``H y = s`` of the newest pair."""
+    rng = np.random.default_rng(0)
+    n, k = 7, 4
+    A = rng.normal(size=(n, n))
+    hessian = A @ A.T + n * np.eye(n)  # pairs from a convex quadratic: <s, y> > 0
+    steps = rng.normal(size=(k, n))
+    pairs = [(torch.from_numpy(s), torch.from_numpy(hessian @ s), 1.0 / float(s @ hessian @ s))
+             for s in steps]
+    diagonal = rng.uniform(0.5, 2.0, size=n)
+    H = np.diag(diagonal)
+    for s, y, rho in pairs:
+        s, y = s.numpy(), y.numpy()
+        V = np.eye(n) - rho * np.outer(y, s)
+        H = V.T @ H @ V + rho * np.outer(s, s)
+    g = rng.normal(size=n)
+
+    def inner(a, b):
+        return float(a @ b)
+
+    got = _two_loop(torch.from_numpy(g), pairs, torch.from_numpy(diagonal), inner)
+    np.testing.assert_allclose(got.numpy(), H @ g, rtol=1e-10)
+    s, y, _ = pairs[-1]
+    np.testing.assert_allclose(
+        _two_loop(y, pairs, torch.from_numpy(diagonal), inner).numpy(), s.numpy(), rtol=1e-10
+    )
 
 
 def test_lbfgs_reaches_a_stationary_point_of_the_boxed_problem(exact):
