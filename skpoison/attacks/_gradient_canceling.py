@@ -428,9 +428,12 @@ class GradientCanceling(PoisonSampler):
             desc="GradientCanceling", leave=False,
         )
 
-        def report(value):
+        best = [math.inf]
+
+        def report(value):  # the best so far: line-search trials may be worse
+            best[0] = min(best[0], value)
             progress.update()
-            progress.set_postfix(gradient_norm=f"{value:.3e}")
+            progress.set_postfix(gradient_norm=f"{best[0]:.3e}")
 
         options = dict(
             max_iter=self.max_iter, tol=self.tol, to_relative=to_relative, low=low,
