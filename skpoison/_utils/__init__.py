@@ -11,6 +11,7 @@ from ._io import atomic_write
 from ._labels import flip_labels
 from ._validation import (
     NumberInterval,
+    all_finite,
     check_feature_names,
     check_range,
     class_indices,
@@ -21,6 +22,7 @@ from ._validation import (
 
 __all__ = [
     "NumberInterval",
+    "all_finite",
     "atomic_write",
     "batch_slices",
     "check_feature_names",

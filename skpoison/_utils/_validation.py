@@ -1,13 +1,17 @@
 """Checks every skpoison module shares: numeric parameters, feature names, fitted
 estimators, skorch nets, label positions and value ranges."""
 
+import math
+
 import numpy as np
+import torch
 from sklearn.exceptions import NotFittedError
 from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import _check_feature_names, check_is_fitted
 
 __all__ = [
     "NumberInterval",
+    "all_finite",
     "check_feature_names",
     "check_range",
     "class_indices",
@@ -194,3 +198,13 @@ def projection_box(X, feature_range=None, clip=None):
     elif box is None:
         return None
     return low, high
+
+
+def all_finite(tensor):
+    """Whether every entry of a tensor is finite: one sum, an exact check only if not.
+
+    The sum is finite whenever every entry is, unless it overflows; the exact check
+    then decides, so an overflowing sum is never mistaken for a non-finite entry.
+    """
+    return math.isfinite(float(tensor.sum())) or bool(torch.isfinite(tensor).all())
+

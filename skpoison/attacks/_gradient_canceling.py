@@ -13,7 +13,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from tqdm.auto import tqdm
 
 from .._poisonability import PoisonabilityAnalyzer
-from .._utils import NumberInterval, batch_slices, projection_box
+from .._utils import NumberInterval, all_finite, batch_slices, projection_box
 from .._utils._allocator import keep_freed_memory
 from .._utils._distributed import (
     all_gather_rows,
@@ -377,7 +377,7 @@ class GradientCanceling(PoisonSampler):
             self.optimizer, X_p, lr, schedule=self.schedule, max_iter=self.max_iter
         )
         # the gradient of 0.5 ||r||^2 / ||g_hat(mu)||^2: scale-free in the gradient's units
-        base_norm = float((base if mask is None else base * mask).norm())
+        base_norm = float(residual_map.base.norm())  # of the chosen blocks
         grad_scale = 1.0 / base_norm**2 if base_norm > 0 else 1.0
 
         history = []
@@ -390,7 +390,7 @@ class GradientCanceling(PoisonSampler):
         for step in progress:
             residual, grad_x = residual_map.residual_and_gradient(X_p.detach())
             value = float(residual.norm()) * to_relative
-            if not math.isfinite(value) or any_rank(not _all_finite(grad_x)):
+            if not math.isfinite(value) or any_rank(not all_finite(grad_x)):
                 self._store(best_X, y_poison, indices, history, best_value, step, False)
                 raise _non_finite_error(step, best_value, self.dtype)
             history.append(value)
@@ -509,11 +509,6 @@ def _non_finite_error(step, best_value, dtype):
 def _global_inner(a, b):
     """``<a, b>`` over every rank's rows (this process's alone without a group)."""
     return float(all_reduce_sum(torch.vdot(a.reshape(-1), b.reshape(-1)).reshape(1)))
-
-
-def _all_finite(tensor):
-    """Whether every entry is finite: one sum, and an exact check only if it is not."""
-    return math.isfinite(float(tensor.sum())) or bool(torch.isfinite(tensor).all())
 
 
 def _mean_feature_std(X, rows=4096):

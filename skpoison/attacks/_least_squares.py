@@ -28,8 +28,8 @@ from dataclasses import dataclass, field
 import torch
 from torch.func import functional_call, grad, jvp
 
-from .._utils import batch_slices
-from .._utils._distributed import all_reduce_sum
+from .._utils import all_finite, batch_slices
+from .._utils._distributed import all_reduce_sum, any_rank
 
 __all__ = ["ResidualMap", "lbfgs", "levenberg_marquardt"]
 
@@ -354,7 +354,7 @@ def lbfgs(
         nonlocal scale
         r, g = residual_map.residual_and_gradient(Z)
         r_sq = float(r @ r)
-        if not (math.isfinite(r_sq) and math.isfinite(inner(g, g))):
+        if not math.isfinite(r_sq) or any_rank(not all_finite(g)):
             raise _NonFinite
         value = math.sqrt(r_sq) * to_relative
         result.history.append(value)
@@ -420,7 +420,7 @@ def _lbfgs_iterations(evaluate, X, result, *, max_iter, tol, low, high, history_
             t = 1.0
         # weak Wolfe conditions by bracketing: shrink while the decrease is too
         # small, grow while the slope is still steep (Lewis and Overton's bisection)
-        accepted, lower, upper, previous = False, 0.0, math.inf, None
+        found, lower, upper, previous = None, 0.0, math.inf, None
         for _ in range(_MAX_LINE_SEARCH):
             if len(result.history) >= max_iter:
                 break
@@ -432,25 +432,21 @@ def _lbfgs_iterations(evaluate, X, result, *, max_iter, tol, low, high, history_
             f_new, g_new, value_new = evaluate(X_new)
             if not (decrease < 0 and f_new <= f + _ARMIJO * decrease):
                 upper = t
-            elif inner(g_new, step) < _CURVATURE * decrease and decrease != previous:
-                # (a longer step that the box clips to the same point stops the growth)
+            else:  # sufficient decrease: usable even if the budget ends here
+                found = (X_new, f_new, g_new, value_new, step)
+                # a longer step that the box clips to the same point stops the growth
+                if inner(g_new, step) >= _CURVATURE * decrease or decrease == previous:
+                    break
                 lower, previous = t, decrease
-                accepted = True  # sufficient decrease: usable if the budget ends here
-                best_step = (X_new, f_new, g_new, value_new, step)
-            else:
-                accepted = True
-                best_step = (X_new, f_new, g_new, value_new, step)
-                break
-            if accepted and upper < math.inf and upper - lower < 1e-3 * upper:
+            if found is not None and upper < math.inf and upper - lower < 1e-3 * upper:
                 break
             t = 0.5 * (lower + upper) if upper < math.inf else 2.0 * lower
-        if accepted:
-            X_new, f_new, g_new, value_new, step = best_step
-        if not accepted:
+        if found is None:
             if pairs:  # the curvature model misled: restart from steepest descent
                 pairs.clear()
                 continue
             break
+        X_new, f_new, g_new, value_new, step = found
         y = g_new - g
         sy = inner(step, y)
         if sy > 1e-10 * inner(y, y):  # curvature condition: keep the pair
