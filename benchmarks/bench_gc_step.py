@@ -4,7 +4,8 @@ Prints, in one run (issue 11):
 
 1. seconds of one GC step over ``m`` poison rows divided by one plain torch training
    step (forward, backward, SGD update) over the same rows, for logistic regression,
-   an MLP and the CNN, with ``batch_size=None`` and a batched run;
+   an MLP and the CNN, with ``batch_size=None``, in batches (two exact passes) and in
+   batches with ``lagged_residual=True`` (one pass);
 2. the attack's peak resident memory above the data (Linux: ``VmHWM`` after resetting
    it through ``/proc/self/clear_refs``) at two clean sizes and both batch modes;
 3. steps and seconds each optimizer needs to reach the relative gradient norm that
@@ -25,10 +26,13 @@ Sections 1 and 4 measured on the shared, loaded 2-core CPU (float32, torch 2.13,
 seed 0, default preset; CPU seconds, best of 5), with ``OMP_NUM_THREADS=1`` and, in
 brackets, torch's default threads (2 here, whatever the load leaves)::
 
-    1. GC step / training step   one pass        batch 256
-       logreg  m=1800             1.75 (1.19)     1.72 (1.18)   (train 2.0 ms, GC 3.5 ms)
-       mlp     m=1800 (hidden 256) 2.65 (3.17)     5.24 (10.3)
-       cnn     m=120              2.93 (2.91)     2.90 (2.89)
+    1. GC step / training step   one pass     two passes    one lagged pass   (batch)
+       logreg  m=1800             1.68-1.79    1.64-1.66     1.58-1.62  (1.75)  256
+       mlp     m=1800 (hidden 256) 2.62-2.76    4.58-5.19     3.21-3.71  (4.27)  256
+       cnn     m=120              3.16-3.23    3.88-4.18     2.96-3.15  (2.51)  30
+       (two one-thread runs; in brackets the lagged pass with default threads.
+       Batches are min(--batch-size, m / 4) rows, so the CNN takes several; the
+       first version of this table ran it in one batch of 256)
     2. peak RSS above the data (LR, MNIST float32, default threads): n=4000: +1.9 MiB
        (None), +0.0 (batch 256); n=16000: +0.0, +0.0 (the allocator reuses memory
        kept from the previous runs, so these are lower bounds)
@@ -105,11 +109,13 @@ def timed(fn, repeats):
 
 # ------------------------------------------------------------------ 1. step ratios
 def step_ratios(X, y, preset, batch_size):
-    print("1. GC step / training step over the same m rows (seconds per step)")
-    print(f"   {'model':8s} {'m':>5s} {'train':>9s} {'GC one pass':>12s} {'ratio':>6s} "
-          f"{'GC batch ' + str(batch_size):>12s} {'ratio':>6s}")
+    print("1. GC step / training step over the same m rows (seconds per step); batched: "
+          f"batches of min({batch_size}, m / 4) rows, two exact passes or one lagged pass")
+    print(f"   {'model':8s} {'m':>5s} {'batch':>5s} {'train':>9s} {'GC one pass':>12s} "
+          f"{'ratio':>6s} {'GC batched':>11s} {'ratio':>6s} {'GC lagged':>10s} {'ratio':>6s}")
     for name in ("logreg", "mlp", "cnn"):
         m = preset["m"][name]
+        batch = min(batch_size, max(1, m // 4))  # several batches, also for the CNN
         kwargs = {"hidden_size": preset["mlp_hidden"]} if name == "mlp" else {}
         net = make_net(name, max_epochs=1, random_state=0, device="cpu", **kwargs)
         net.fit(X[:256], y[:256])
@@ -127,16 +133,18 @@ def step_ratios(X, y, preset, batch_size):
             objective.loss.per_sample(module(Xm), ym).mean().backward()
             sgd.step()
 
-        def gc_step(batch):
-            # what GradientCanceling computes per step: r and grad_X 0.5 ||r||^2
-            residual_map = ResidualMap(objective, ym, base, m, batch)
+        def gc_step(batch, lagged=False):
+            # what GradientCanceling computes per step: r and grad_X 0.5 ||r||^2 (the
+            # lagged map's first call is exact: the warm-up of ``timed`` makes it)
+            residual_map = ResidualMap(objective, ym, base, m, batch, lagged=lagged)
             return lambda: residual_map.residual_and_gradient(Xm)
 
         train = timed(train_step, preset["repeats"])
         one = timed(gc_step(None), preset["repeats"])
-        batched = timed(gc_step(batch_size), preset["repeats"])
-        print(f"   {name:8s} {m:5d} {train:9.4f} {one:12.4f} {one / train:6.2f} "
-              f"{batched:12.4f} {batched / train:6.2f}")
+        batched = timed(gc_step(batch), preset["repeats"])
+        lagged = timed(gc_step(batch, lagged=True), preset["repeats"])
+        print(f"   {name:8s} {m:5d} {batch:5d} {train:9.4f} {one:12.4f} {one / train:6.2f} "
+              f"{batched:11.4f} {batched / train:6.2f} {lagged:10.4f} {lagged / train:6.2f}")
 
 
 # --------------------------------------------------------------------- 2. memory

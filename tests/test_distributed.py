@@ -24,6 +24,7 @@ import skpoison.experiments
 from skpoison import PoisonabilityAnalyzer, cli
 from skpoison.attacks import GradientCanceling
 from skpoison.cli import main
+from skpoison.models import make_net
 from skpoison._utils._distributed import (
     all_gather_rows,
     all_reduce_sum,
@@ -50,6 +51,9 @@ CASES = {
     "lbfgs_box": dict(epsilon_d=0.07, max_iter=12, optimizer="lbfgs", clip="data"),
     "lbfgs_batches_parameters": dict(epsilon_d=0.07, max_iter=12, optimizer="lbfgs",
                                      batch_size=2, parameters=["coef"]),
+    # a net: one lagged pass per step (rank 0's 4 rows take two batches, rank 1's 3 rows
+    # two, one process's 7 rows four), the same steps as one process
+    "adam_lagged_net": dict(epsilon_d=0.07, max_iter=12, batch_size=2, lagged_residual=True),
 }
 
 
@@ -72,6 +76,9 @@ def _results():
         out[f"tau{n_classes}"] = (tau.threshold_, tau.threshold_binary_, tau.clean_gradient_)
     for name, params in CASES.items():
         X, y, target = _data(3 if "multiclass" in name else 2)
+        if name.endswith("_net"):
+            net = make_net("mlp", hidden_size=4, max_epochs=3, random_state=0, device="cpu")
+            target = FrozenEstimator(net.fit(X.astype(np.float32), y))
         gc = GradientCanceling(target, random_state=0, dtype="float64", device="cpu", **params)
         X_mixed, y_mixed = gc.fit_resample(X, y)
         out[name] = dict(

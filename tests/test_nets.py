@@ -13,10 +13,13 @@ from imblearn.pipeline import Pipeline
 from scipy.special import lambertw
 from sklearn.base import clone
 from sklearn.frozen import FrozenEstimator
+from sklearn.linear_model import LogisticRegression
 
 from skpoison import GradientCanceling, PoisonabilityAnalyzer
+from skpoison.attacks._least_squares import ResidualMap
 from skpoison.datasets import load_digits, train_validation_split
 from skpoison.models import make_net
+from skpoison.objectives import CleanGradient, as_objective
 from _gradpc_old import old_gradpc
 
 F64 = dict(device="cpu", dtype="float64")
@@ -237,3 +240,56 @@ def test_feature_count_mismatch_is_a_clear_error_for_nets():
     net = make_net("logreg", max_epochs=1, random_state=0, device="cpu").fit(X[:200], y[:200])
     with pytest.raises(ValueError, match="expects 64"):
         PoisonabilityAnalyzer(FrozenEstimator(net), device="cpu").fit(X[:50, :63], y[:50])
+
+
+def test_lagged_residual_multiplies_the_previous_residual(split):
+    """One pass per step: ``J^T`` of the previous residual, and the exact residual."""
+    X, y, _, _ = split
+    X, y = X[:60], y[:60]
+    net = make_net("cnn", hidden_size=8, module__channels=(2, 4), max_epochs=2,
+                   random_state=0, device="cpu").fit(X, y)
+    objective = as_objective(net, **F64)
+    clean = CleanGradient(objective, X, y)
+    X_p = objective.as_features(X[:12]).clone()
+    labels = objective.encode_labels(y[:12])
+    maps = [ResidualMap(objective, labels, clean.canceling_base(12), 60, batch_size=5,
+                        lagged=lagged) for lagged in (False, True)]
+    exact, lagged = maps
+    r_1, g_1 = exact.residual_and_gradient(X_p)
+    for a, b in zip(lagged.residual_and_gradient(X_p), (r_1, g_1)):  # the first is exact
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-10, atol=1e-14)
+    X_next = X_p - 0.5 * g_1 / g_1.abs().max()
+    r_2, g_2 = lagged.residual_and_gradient(X_next)
+    np.testing.assert_allclose(r_2.numpy(), exact.residual(X_next).numpy(), rtol=1e-10,
+                               atol=1e-14)
+    np.testing.assert_allclose(g_2.numpy(), exact.vjp(X_next, r_1).numpy(), rtol=1e-10,
+                               atol=1e-14)
+    _, g_exact = exact.residual_and_gradient(X_next)
+    assert float((g_2 - g_exact).norm()) > 1e-3 * float(g_exact.norm())  # it does lag
+
+
+def test_lagged_residual_converges_like_the_exact_one(split):
+    X, y, _, _ = split
+    victim = make_net("mlp", hidden_size=32, max_epochs=30, random_state=0, device="cpu")
+    target = FrozenEstimator(
+        old_gradpc(victim, epsilon_w=0.03, random_state=0, device="cpu").fit(X, y).target_
+    )
+    params = dict(epsilon_d=0.5, max_iter=150, batch_size=50, random_state=0, device="cpu")
+    exact = GradientCanceling(target, **params).fit(X, y)
+    lagged = GradientCanceling(target, lagged_residual=True, **params).fit(X, y)
+    assert lagged.history_[0] == pytest.approx(exact.history_[0], rel=1e-5)
+    assert not np.allclose(lagged.history_, exact.history_)
+    # the recorded norm is that of the returned poison, and about as small
+    assert lagged.gradient_norm(lagged.X_poison_, lagged.y_poison_) == pytest.approx(
+        lagged.gradient_norm_, rel=1e-3)
+    assert lagged.gradient_norm_ <= 1.2 * exact.gradient_norm_
+    assert lagged.gradient_norm_ <= exact.history_[0] / 5
+
+
+@pytest.mark.parametrize("optimizer", ["lbfgs", "gauss-newton"])
+def test_lagged_residual_refuses_second_order_optimizers(split, optimizer):
+    X, y, _, _ = split
+    target = FrozenEstimator(LogisticRegression(max_iter=1000).fit(X, y))
+    gc = GradientCanceling(target, optimizer=optimizer, lagged_residual=True, device="cpu")
+    with pytest.raises(ValueError, match="lagged_residual=True is for first-order steps"):
+        gc.fit(X, y)

@@ -125,7 +125,20 @@ class GradientCanceling(PoisonSampler):
         ``None``: one pass over the poison per step.  An integer: two exact passes
         (first the poison gradient sum without a graph, then per batch the feature
         gradient), so memory is bounded by the batch and the result equals the
-        one-pass one.  Also used to stream the clean gradient.
+        one-pass one (``lagged_residual=True`` makes it one pass).  Also used to
+        stream the clean gradient.
+    lagged_residual : bool, default=False
+        With ``batch_size`` and a target that is not affine (a net), one pass over
+        the poison per step instead of two: each step's feature gradient uses the
+        residual of the previous step (the first step is exact), which saves about
+        one training step per step (MLP 4.6 to 3.2 training steps, CNN 4.2 to 3.0
+        on MNIST) and does not depend on ``batch_size`` or on the number of
+        ``torch.distributed`` ranks.  The residual, ``history_``,
+        ``gradient_norm_`` and the choice of ``X_poison_`` stay exact; only the
+        descent direction lags.  First-order optimizers (``"adam"``, ``"sgd"``,
+        ``"gd"``) only: L-BFGS's line search and Gauss-Newton need exact
+        gradients.  No effect without ``batch_size`` or for affine targets, where
+        one pass is exact already.
     feature_range : (low, high) or None, default=None
         Box the poison features are projected onto after each step (scalars or
         per-feature arrays), e.g. ``(0, 1)`` for pixels.
@@ -216,6 +229,7 @@ class GradientCanceling(PoisonSampler):
         "lr": [NumberInterval(Real, 0, None, closed="neither"), None],
         "schedule": [StrOptions({"cosine", "constant"})],
         "tol": [NumberInterval(Real, 0, None, closed="left")],
+        "lagged_residual": ["boolean"],
         "warm_start": ["boolean"],
         "verbose": ["verbose"],
         "parameters": [list, tuple, None],
@@ -232,6 +246,7 @@ class GradientCanceling(PoisonSampler):
         schedule="cosine",
         tol=1e-6,
         batch_size=None,
+        lagged_residual=False,
         feature_range=None,
         clip=None,
         warm_start=False,
@@ -249,6 +264,7 @@ class GradientCanceling(PoisonSampler):
         self.schedule = schedule
         self.tol = tol
         self.batch_size = batch_size
+        self.lagged_residual = lagged_residual
         self.feature_range = feature_range
         self.clip = clip
         self.warm_start = warm_start
@@ -325,6 +341,12 @@ class GradientCanceling(PoisonSampler):
                 f"(a process group of {world().size} ranks is initialised) choose "
                 "optimizer='lbfgs', 'adam', 'sgd' or 'gd', or run without torchrun."
             )
+        if self.lagged_residual and self.optimizer in ("gauss-newton", "lbfgs"):
+            raise ValueError(
+                f"lagged_residual=True is for first-order steps; optimizer="
+                f"{self.optimizer!r} needs exact gradients. Choose optimizer='adam', "
+                "'sgd' or 'gd', or lagged_residual=False."
+            )
         n = X.shape[0]
         n_poison = n_poison_points(self.epsilon_d, n)
         box = self._box(X)
@@ -360,7 +382,9 @@ class GradientCanceling(PoisonSampler):
             low = objective.as_features(box[0])
             high = objective.as_features(box[1])
             X_p = torch.maximum(torch.minimum(X_p, high), low)
-        residual_map = ResidualMap(objective, y_encoded, base, n, self.batch_size, mask)
+        residual_map = ResidualMap(
+            objective, y_encoded, base, n, self.batch_size, mask, lagged=self.lagged_residual
+        )
         if self.optimizer in ("gauss-newton", "lbfgs"):
             self._fit_least_squares(
                 residual_map, X_p, (y_poison, indices), to_relative, low, high

@@ -66,14 +66,23 @@ class ResidualMap:
     mask : tensor of shape (n_params,) or None
         0/1 over the flat parameters: the residual keeps the chosen blocks only
         (``GradientCanceling(parameters=...)``); ``None`` keeps all.
+    lagged : bool, default=False
+        With ``batch_size``, :meth:`residual_and_gradient` computes ``J^T r`` with
+        the residual of its previous call (the first call is exact): one pass
+        instead of two for models that are not affine, whatever the number of
+        batches or ranks, while the residual itself stays exact.  For first-order
+        steps only.
 
     Under ``torch.distributed`` the poison rows given are this rank's block: the
     residual sums every rank's rows, Jacobian products cover this rank's
     (:meth:`jvp` and :meth:`normal_product` run in one process only).
     """
 
-    def __init__(self, objective, y, base, n_samples, batch_size=None, mask=None):
+    def __init__(self, objective, y, base, n_samples, batch_size=None, mask=None,
+                 lagged=False):
         self.objective = objective
+        self.lagged = lagged and batch_size is not None  # one batch: exact in one pass
+        self._previous = None  # the last residual, for ``lagged``
         self.y = y
         self.base = base if mask is None else base * mask
         self.n_samples = n_samples
@@ -103,7 +112,9 @@ class ResidualMap:
         """``r(X)`` and ``J^T r(X)``, the gradient of ``0.5 ||r||^2`` in ``X``.
 
         Under ``torch.distributed``, ``X`` is this rank's block of poison rows: ``r``
-        covers every rank's rows (one all-reduce) and ``J^T r`` this rank's.
+        covers every rank's rows (one all-reduce) and ``J^T r`` this rank's.  With
+        ``lagged``, ``J^T`` multiplies the previous call's residual where that saves
+        a pass; ``r`` is always that of ``X``.
         """
         found = {}
 
@@ -112,8 +123,11 @@ class ResidualMap:
             return found["r"]
 
         grad_x, _ = self.objective.poison_feature_gradient(
-            X, self.y, direction, encoded=True, batch_size=self.batch_size
+            X, self.y, direction, encoded=True, batch_size=self.batch_size,
+            lagged=self._previous,
         )
+        if self.lagged:
+            self._previous = found["r"]
         return found["r"], grad_x.div_(self.n_samples)
 
     def vjp(self, X, u):

@@ -339,7 +339,7 @@ class Objective:
         return torch.cat([grads[k].reshape(len(X), -1) for k in self.params], dim=1)
 
     def poison_feature_gradient(
-        self, X, y, direction, *, encoded=False, batch_size=None, params=None
+        self, X, y, direction, *, encoded=False, batch_size=None, params=None, lagged=None
     ):
         """``grad_X <r, sum_j grad_w l(z_j; w)>`` for poison rows ``(X, y)``.
 
@@ -369,6 +369,12 @@ class Objective:
             passes (the gradient sum first, without a graph).  Affine models ignore
             it: their closed form holds no temporary larger than ``(m, 2 k)`` for
             ``k`` outputs, so one batch already has memory bounded like a batch.
+        lagged : tensor of shape (n_params,) or None, default=None
+            With a callable ``direction``: the residual that every batch's feature
+            gradient uses instead (whatever the number of batches), so that one pass
+            suffices; ``direction`` is still called, after the pass, with the exact
+            gradient sum of these rows.  Affine models ignore it: their one pass is
+            exact already.
         params : dict of str to tensor or None, default=None
             Parameters to evaluate at (shaped like ``params``); ``None``: ``w``.
 
@@ -383,21 +389,24 @@ class Objective:
         if self._affine is not None:
             return self._affine_feature_gradient(X, y, direction, params)
         slices = list(batch_slices(len(X), batch_size))
-        if len(slices) == 1:
+        if len(slices) == 1 and lagged is None:
             return self._autograd_feature_gradient(X, y, direction, params)
-        if callable(direction):  # pass 1: the gradient sum, no graph kept
+        gradient_sum = after_pass = None
+        if callable(direction) and lagged is not None:  # one pass along the lagged r
+            direction, after_pass = lagged, direction
+        elif callable(direction):  # pass 1: the gradient sum, no graph kept
             gradient_sum = self.loss_gradient_sum(
                 X, y, batch_size=batch_size, encoded=True, params=params
             )
             direction = direction(gradient_sum)
-        else:
-            gradient_sum = None
         grad_x = torch.empty_like(X)
         total = torch.zeros(self.n_params, device=self.device, dtype=self.dtype)
         for sl in slices:
             grad_x[sl], part = self._autograd_feature_gradient(X[sl], y[sl], direction, params)
             if gradient_sum is None:
                 total += part
+        if after_pass is not None:  # the exact residual, from this pass's sum
+            after_pass(total)
         return grad_x, (total if gradient_sum is None else gradient_sum)
 
     def _autograd_feature_gradient(self, X, y, direction, params=None):
