@@ -55,10 +55,11 @@ steps; "-": not reached, with the norm it ended at; a quieter machine than secti
 Section 5 (``--sections 5``; the paper's CNN, all 60000 MNIST rows, eps_d 0.03, each
 run in a fresh process; peak RSS above the 180 MiB of data)::
 
-    clean pass, batch_size=None: +3163 MiB (68 CPU s); whole run (2 Adam steps): +3232 MiB
-    clean pass, batch_size=256:  +332 MiB (67 CPU s);  whole run: +639 MiB
-    (with SKPOISON_KEEP_MALLOC=1 the clean pass stays at about +1450 MiB at every n, at
-    twice the CPU time; see docs/performance.rst)
+    clean pass, batch_size=None: +355 MiB (57 CPU s);  whole run (2 Adam steps): +3307 MiB
+    clean pass, batch_size=256:  +336 MiB (57 CPU s);  whole run: +615 MiB
+    (the clean pass's default batches hold 217 CNN rows, sized by the net's layer
+    outputs; with 2674-row batches sized by the input alone it peaked at +3163 MiB in
+    68 CPU s; see docs/performance.rst)
 
 Not a test: the numbers depend on the machine and its load.
 """

@@ -57,7 +57,8 @@ class PoisonabilityAnalyzer(BaseEstimator):
         Range of poison labels for regression (squared loss); ``None`` leaves labels
         unbounded, and the threshold is then 0.
     batch_size : int or None, default=None
-        Rows per batch when streaming the clean gradient; ``None`` uses one batch.
+        Rows per batch when streaming the clean gradient; ``None`` uses bounded
+        batches (:class:`~skpoison.objectives.CleanGradient`), never all rows at once.
     device : str or torch.device, default="auto"
         Torch device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"`` or
         ``"cuda:N"``.

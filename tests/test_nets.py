@@ -293,3 +293,55 @@ def test_lagged_residual_refuses_second_order_optimizers(split, optimizer):
     gc = GradientCanceling(target, optimizer=optimizer, lagged_residual=True, device="cpu")
     with pytest.raises(ValueError, match="lagged_residual=True is for first-order steps"):
         gc.fit(X, y)
+
+
+def test_activation_elements_count_every_layer_output_from_shapes(split):
+    """The CNN's layer outputs per row by hand; a batch-norm net's buffers stay as they were."""
+    X, y, _, _ = split
+    cnn = make_net("cnn", hidden_size=8, module__channels=(2, 4), max_epochs=1,
+                   random_state=0, device="cpu").fit(X[:60], y[:60])
+    module = cnn.module_
+    rows = torch.as_tensor(X[:3], dtype=torch.float32)
+    outputs = []
+    hooks = [m.register_forward_hook(lambda m, i, o: outputs.append(o.shape[1:].numel()))
+             for m in module.modules() if not list(m.children())]
+    with torch.no_grad():
+        module(rows)
+    for hook in hooks:
+        hook.remove()
+    objective = as_objective(cnn, device="cpu")
+    assert objective.activation_elements(X) == sum(outputs) > 100
+    # an affine model counts its outputs; batch norm's running statistics do not move
+    linear = as_objective(LogisticRegression(max_iter=1000).fit(X, y), device="cpu")
+    assert linear.activation_elements(X) == 10
+    resnet = make_net("resnet18", width=2, max_epochs=1, random_state=0, device="cpu")
+    resnet.fit(X[:40], y[:40])
+    before = copy.deepcopy(resnet.module_.state_dict())
+    assert as_objective(resnet, device="cpu").activation_elements(X) > 0
+    for name, value in resnet.module_.state_dict().items():
+        assert torch.equal(value, before[name]), name
+
+
+def test_clean_pass_of_a_net_is_batched_by_its_layer_outputs(split, monkeypatch):
+    from skpoison._utils import _batches
+
+    X, y, _, _ = split
+    cnn = make_net("cnn", hidden_size=8, module__channels=(2, 4), max_epochs=1,
+                   random_state=0, device="cpu").fit(X[:60], y[:60])
+    objective = as_objective(cnn, device="cpu", dtype="float64")
+    per_row = objective.activation_elements(X)
+    monkeypatch.setattr(_batches, "_CLEAN_BATCH_ACTIVATIONS", 40 * per_row)  # 40 rows
+    seen = []
+    original = type(objective).loss_gradient_sum
+
+    def recording(self, X, y, **kwargs):
+        seen.append(kwargs.get("batch_size"))
+        return original(self, X, y, **kwargs)
+
+    monkeypatch.setattr(type(objective), "loss_gradient_sum", recording)
+    streamed = CleanGradient(objective, X, y)
+    whole = CleanGradient(objective, X, y, batch_size=len(X))
+    assert seen == [40, len(X)]  # not the 300 rows that 2**21 input elements allow
+    np.testing.assert_allclose(streamed.loss_sum.numpy(), whole.loss_sum.numpy(), rtol=1e-10,
+                               atol=1e-12)
+    assert streamed.threshold() == pytest.approx(whole.threshold(), rel=1e-10)

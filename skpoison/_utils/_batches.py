@@ -5,6 +5,10 @@ __all__ = ["batch_slices", "clean_batch_rows", "rows_within"]
 # Input elements (rows x features) per batch of a pass over clean rows when no batch
 # size is given: 8 MiB of float32 rows, so a pass never holds all clean rows at once.
 _CLEAN_BATCH_ELEMENTS = 2**21
+# and layer outputs (rows x activation elements) per batch: 64 MiB of float32 outputs,
+# so that a net's backward pass over a batch holds some hundred MiB (217 rows of the
+# paper's MNIST CNN, whose leaf modules output 77194 elements per row)
+_CLEAN_BATCH_ACTIVATIONS = 2**24
 
 
 def batch_slices(n, batch_size):
@@ -41,13 +45,22 @@ def rows_within(n_rows, row_elements, max_elements, batch_size=None):
     return int(max(1, min(n_rows, max_elements // max(1, int(row_elements)))))
 
 
-def clean_batch_rows(n_rows, n_features, batch_size=None):
+def clean_batch_rows(n_rows, n_features, batch_size=None, activations=0):
     """Rows per batch of a pass over clean rows: ``batch_size``, or a bounded default.
+
+    The default keeps a batch within 2**21 input elements and, for a net whose layers
+    output ``activations`` elements per row (:meth:`Objective.activation_elements`),
+    within 2**24 layer outputs.
 
     Examples
     --------
     >>> from skpoison._utils import clean_batch_rows
     >>> clean_batch_rows(60000, 784) < 60000, clean_batch_rows(60000, 784, batch_size=32)
     (True, 32)
+    >>> clean_batch_rows(60000, 784), clean_batch_rows(60000, 784, activations=77194)
+    (2674, 217)
     """
-    return rows_within(n_rows, n_features, _CLEAN_BATCH_ELEMENTS, batch_size)
+    rows = rows_within(n_rows, n_features, _CLEAN_BATCH_ELEMENTS, batch_size)
+    if batch_size is None and activations:
+        rows = min(rows, rows_within(n_rows, activations, _CLEAN_BATCH_ACTIVATIONS))
+    return rows

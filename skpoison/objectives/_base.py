@@ -226,6 +226,51 @@ class Objective:
         )
 
     # ---------------------------------------------------------------------- data
+    def activation_elements(self, X):
+        """Elements the model's layers output per row shaped like those of ``X``.
+
+        The sum of the output sizes of the module's leaf modules (a lower bound on
+        what a backward pass keeps per row), read from shapes alone: a forward pass
+        of two rows on the ``meta`` device, so nothing is computed and no buffer
+        (a batch norm's running statistics) changes.  Affine models return their
+        number of outputs; a module that cannot run on ``meta`` returns 0.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from skpoison.models import make_net
+        >>> from skpoison.objectives import as_objective
+        >>> X, y = np.zeros((4, 4), dtype=np.float32), np.array([0, 1, 0, 1])
+        >>> net = make_net("mlp", hidden_size=8, max_epochs=1, random_state=0, device="cpu")
+        >>> objective = as_objective(net.fit(X, y), device="cpu")
+        >>> objective.activation_elements(X)  # fc1, dropout, fc2, dropout: 8 each; fc3: 2
+        34
+        """
+        if self._affine is not None:
+            return self.n_outputs
+        rows = torch.empty((2, *tuple(X.shape[1:])), device="meta", dtype=self.dtype)
+        state = {
+            k: v.to("meta")
+            for k, v in (*self.module.named_parameters(), *self.module.named_buffers())
+        }
+        counted = [0]
+
+        def count(module, inputs, output):
+            if isinstance(output, torch.Tensor):
+                counted[0] += output.numel()
+
+        leaves = [m for m in self.module.modules() if not list(m.children())]
+        hooks = [m.register_forward_hook(count) for m in leaves]
+        try:
+            with torch.no_grad():
+                functional_call(self.module, state, (rows,))
+        except Exception:  # any op without a meta kernel: size by the input alone
+            return 0
+        finally:
+            for hook in hooks:
+                hook.remove()
+        return counted[0] // 2
+
     def as_features(self, X):
         """``X`` as a tensor on the objective's device and dtype."""
         return to_tensor(X, device=self.device, dtype=self.dtype)

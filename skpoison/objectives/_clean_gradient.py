@@ -74,7 +74,9 @@ class CleanGradient:
         linear models), and is otherwise the caller's to check.
     batch_size : int or None, default=None
         Rows per batch of the clean pass; ``None`` uses batches of about 2 million
-        input elements (rows times features), so that memory never grows with ``n``.
+        input elements (rows times features) and, for a net, at most 2**24 layer
+        outputs (:meth:`Objective.activation_elements`), so that memory never grows
+        with ``n``.
 
     Attributes
     ----------
@@ -113,7 +115,10 @@ class CleanGradient:
         # (labels are encoded whole, so a bad label fails on every rank alike)
         own = shard_slice(n)
         X_own, y = X[own], objective.encode_labels(y)[own]
-        rows = clean_batch_rows(len(X_own), np.prod(np.shape(X)[1:], dtype=int), batch_size)
+        rows = clean_batch_rows(
+            len(X_own), np.prod(np.shape(X)[1:], dtype=int), batch_size,
+            activations=0 if batch_size is not None else objective.activation_elements(X),
+        )
         # each batch is converted to a tensor on its own: no copy of all of X is made
         loss_sum = objective.loss_gradient_sum(X_own, y, batch_size=rows, encoded=True)
         self.loss_sum = all_reduce_sum(loss_sum)
