@@ -11,7 +11,10 @@ Prints, in one run (issue 11):
 3. steps and seconds each optimizer needs to reach the relative gradient norm that
    Adam (the default) reaches after ``--adam-steps`` steps, above and below tau, on
    MNIST logistic regression (a GradPC target scaled to tau <= 0.1), a digits MLP,
-   digits pixels in the box [0, 1] and the nearly separable digits 1 and 7;
+   digits pixels in the box [0, 1] and the nearly separable digits 1 and 7, with
+   the analyzer's lower bound and, for cross-entropy with an intercept, the floor
+   that the poison's fixed labels leave (``label_floor``: MNIST LR at eps_d 0.1 is
+   above tau but not reachable with GC's labels, floor 0.133; eps_d 3 is);
 4. the analyzer's cost: seconds of ``PoisonabilityAnalyzer.fit`` divided by one pass of
    the clean loss gradient;
 5. only with ``--sections 5``: the peak memory of a whole CNN run on all 60000 MNIST
@@ -45,6 +48,7 @@ steps; "-": not reached, with the norm it ended at; a quieter machine than secti
     3. steps (CPU s) to Adam's norm after 1000 steps   Adam         L-BFGS           Gauss-Newton
        MNIST LR n=6000 above tau (0.083, eps_d 0.1)     994 (5.2)    - (0.200, 7.1)   - (0.565)
        MNIST LR below tau (eps_d 0.041; goal 0.491)      993 (2.2)    57 (0.3)         - (0.660)
+       MNIST LR reachable (eps_d 3; goal 0.00532)        990 (133)    140 (74)         - (0.0080)
        digits MLP above tau (0.083, 0.2; goal 0.195)     983 (1.8)    106 (0.2)        - (0.330)
        digits MLP below tau (0.042; goal 0.594)          985 (1.5)    22 (0.04)        30 (0.6)
        digits LR in [0, 1] below tau (3.94, 0.5)         902 (0.5)    123 (0.1)        - (0.557)
@@ -84,11 +88,12 @@ from skpoison.objectives import as_objective
 from skpoison.targets import GradPC, scale_to_threshold
 
 PRESETS = {
-    # rows m per model for the step ratios, clean sizes for memory, MNIST rows for LR
+    # rows m per model for the step ratios, clean sizes for memory, MNIST rows for LR,
+    # and a budget where the LR target is reachable with GC's labels (None: skip it)
     "small": dict(m={"logreg": 1800, "mlp": 1800, "cnn": 120}, mlp_hidden=256,
-                  memory_n=(4000, 16000), lr_n=6000, repeats=5),
+                  memory_n=(4000, 16000), lr_n=6000, lr_reachable_eps=3.0, repeats=5),
     "issue": dict(m={"logreg": 1800, "mlp": 1800, "cnn": 1800}, mlp_hidden=784,
-                  memory_n=(10000, 60000), lr_n=42000, repeats=3),
+                  memory_n=(10000, 60000), lr_n=42000, lr_reachable_eps=None, repeats=3),
 }
 
 
@@ -184,6 +189,33 @@ def memory(X, y, preset, batch_size):
 
 
 # -------------------------------------------------------------- 3. convergence
+def label_floor(analyzer, gc):
+    """Relative norm the intercept block alone keeps with the poison's labels, or None.
+
+    For cross-entropy with an intercept, row ``j`` adds ``p_j - e_{y_j}`` to the
+    intercept's gradient sum, with ``p_j`` anywhere in the open simplex once the
+    features are free: the poison's sum is ``S - counts`` for any ``S >= 0`` summing
+    to ``m``.  The closest to cancelling ``n g_b`` is the projection of
+    ``counts - n g_b`` onto that scaled simplex, so GC with the labels of its
+    random subsample cannot go below this, whatever tau says (tau leaves the labels
+    free).
+    """
+    objective = analyzer.objective_
+    if objective.kind != "cross_entropy" or "intercept" not in objective.params:
+        return None
+    n, m = analyzer.clean_.n_samples, gc.n_poison_
+    base = analyzer.clean_.canceling_base(m)
+    g_b = objective.unflatten(base)["intercept"].double().cpu().numpy()
+    counts = np.array([np.sum(gc.y_poison_ == c) for c in objective.classes], dtype=float)
+    wanted = counts - n * g_b  # the sum S that would cancel the intercept block
+    top = np.sort(wanted)[::-1]  # Euclidean projection onto {S >= 0, sum S = m}
+    excess = np.cumsum(top) - m
+    k = np.flatnonzero(top - excess / np.arange(1, len(top) + 1) > 0)[-1]
+    S = np.maximum(wanted - excess[k] / (k + 1), 0.0)
+    floor = np.linalg.norm(g_b + (S - counts) / n)
+    return floor * n / ((n + m) * analyzer.clean_.norm)
+
+
 def convergence(name, target, X, y, epsilon_d, adam_steps, gn_steps, tau, **params):
     box = params.get("feature_range")
     analyzer = PoisonabilityAnalyzer(target, device="cpu", feature_range=box).fit(X, y)
@@ -197,8 +229,10 @@ def convergence(name, target, X, y, epsilon_d, adam_steps, gn_steps, tau, **para
         runs[optimizer] = (gc, time.perf_counter() - start)
     goal = runs["adam"][0].gradient_norm_
     bound = analyzer.residual_lower_bound(epsilon_d)
-    print(f"   {name}: n={len(X)}, tau={tau:.3g}, eps_d={epsilon_d}, lower bound {bound:.3g}; "
-          f"goal = Adam after {adam_steps} steps: {goal:.3g}")
+    floor = label_floor(analyzer, runs["adam"][0])
+    floor = "" if floor is None else f", fixed-label floor {floor:.3g}"
+    print(f"   {name}: n={len(X)}, tau={tau:.3g}, eps_d={epsilon_d}, lower bound {bound:.3g}"
+          f"{floor}; goal = Adam after {adam_steps} steps: {goal:.3g}")
     for optimizer, (gc, seconds) in runs.items():
         hist = np.minimum.accumulate(gc.history_)
         hits = np.flatnonzero(hist <= goal * (1 + 1e-6))
@@ -220,6 +254,9 @@ def convergence_all(X, y, preset, adam_steps, gn_steps):
     tau = PoisonabilityAnalyzer(target, device="cpu").fit(Xn, yn).threshold_
     convergence("MNIST LR above tau", target, Xn, yn, 0.1, adam_steps, gn_steps, tau)
     convergence("MNIST LR below tau", target, Xn, yn, 0.5 * tau, adam_steps, gn_steps, tau)
+    if preset["lr_reachable_eps"]:  # where GC's labels can cancel the intercept block
+        convergence("MNIST LR above tau, reachable with GC's labels", target, Xn, yn,
+                    preset["lr_reachable_eps"], adam_steps, gn_steps, tau)
 
     Xd, _, yd, _ = load_dataset("digits")
     net = make_net("mlp", hidden_size=32, max_epochs=30, random_state=0, device="cpu")

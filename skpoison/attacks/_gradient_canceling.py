@@ -132,7 +132,8 @@ class GradientCanceling(PoisonSampler):
         the poison per step instead of two: each step's feature gradient uses the
         residual of the previous step (the first step is exact), which saves about
         one training step per step (MLP 4.6 to 3.2 training steps, CNN 4.2 to 3.0
-        on MNIST) and does not depend on ``batch_size`` or on the number of
+        on MNIST).  The result does not depend on ``batch_size`` (the direction
+        lags even when the poison fits one batch) or on the number of
         ``torch.distributed`` ranks.  The residual, ``history_``,
         ``gradient_norm_`` and the choice of ``X_poison_`` stay exact; only the
         descent direction lags.  First-order optimizers (``"adam"``, ``"sgd"``,
