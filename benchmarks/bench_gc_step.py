@@ -36,6 +36,8 @@ brackets, torch's default threads (2 here, whatever the load leaves)::
        (two one-thread runs; in brackets the lagged pass with default threads.
        Batches are min(--batch-size, m / 4) rows, so the CNN takes several; the
        first version of this table ran it in one batch of 256)
+       --preset issue (MLP hidden 784, CNN m=1800, batch 256, one thread):
+       logreg 1.97 / 1.85 / 1.79, mlp 2.57 / 4.32 / 3.11, cnn 3.68 / 2.56 / 1.98
     2. peak RSS above the data (LR, MNIST float32, default threads): n=4000: +1.9 MiB
        (None), +0.0 (batch 256); n=16000: +0.0, +0.0 (the allocator reuses memory
        kept from the previous runs, so these are lower bounds)
