@@ -256,6 +256,15 @@ def convergence(name, target, X, y, epsilon_d, adam_steps, gn_steps, tau, **para
               f"{reach if reach else '-'} steps (~{share:.1f} s)")
 
 
+def digits_mlp_target(X, y):
+    """The digits MLP victim (hidden 32), its GradPC target scaled to tau <= 0.1, tau."""
+    net = make_net("mlp", hidden_size=32, max_epochs=30, random_state=0, device="cpu")
+    recipe = GradPC(net, epsilon_w=0.5, random_state=0, device="cpu")
+    model, _ = scale_to_threshold(recipe, X, y, 0.1, n_steps=8, device="cpu")
+    tau = PoisonabilityAnalyzer(FrozenEstimator(model), device="cpu").fit(X, y).threshold_
+    return net, model, tau
+
+
 def convergence_all(X, y, preset, adam_steps, gn_steps):
     print("3. Steps to converge: Adam (default), L-BFGS, Gauss-Newton (Levenberg-Marquardt + CG)")
     n = preset["lr_n"]
@@ -272,11 +281,8 @@ def convergence_all(X, y, preset, adam_steps, gn_steps):
                     preset["lr_reachable_eps"], adam_steps, gn_steps, tau)
 
     Xd, _, yd, _ = load_dataset("digits")
-    net = make_net("mlp", hidden_size=32, max_epochs=30, random_state=0, device="cpu")
-    recipe = GradPC(net, epsilon_w=0.5, random_state=0, device="cpu")
-    model, _ = scale_to_threshold(recipe, Xd, yd, 0.1, n_steps=8, device="cpu")
+    _, model, tau = digits_mlp_target(Xd, yd)
     target = FrozenEstimator(model)
-    tau = PoisonabilityAnalyzer(target, device="cpu").fit(Xd, yd).threshold_
     convergence("digits MLP above tau", target, Xd, yd, 0.2, adam_steps, gn_steps, tau)
     convergence("digits MLP below tau", target, Xd, yd, 0.5 * tau, adam_steps, gn_steps, tau)
 
@@ -415,11 +421,8 @@ def retrained_victims(steps=100, seeds=3):
     print(f"6. Retrained victims: digits MLP target, {steps} steps or evaluations, "
           f"{seeds} training seeds")
     X, X_test, y, y_test = load_dataset("digits")
-    net = make_net("mlp", hidden_size=32, max_epochs=30, random_state=0, device="cpu")
-    recipe = GradPC(net, epsilon_w=0.5, random_state=0, device="cpu")
-    model, _ = scale_to_threshold(recipe, X, y, 0.1, n_steps=8, device="cpu")
+    net, model, tau = digits_mlp_target(X, y)
     target = FrozenEstimator(model)
-    tau = PoisonabilityAnalyzer(target, device="cpu").fit(X, y).threshold_
     clean = clone(net).fit(X, y).score(X_test, y_test)
     print(f"   tau {tau:.3g}; clean net {clean:.1%}, target {model.score(X_test, y_test):.1%}")
     for epsilon_d, clip in ((0.5 * tau, None), (0.5 * tau, "data"), (0.2, "data")):
