@@ -74,7 +74,8 @@ Section 6 (digits MLP target, tau 0.0833, clean net 97.2%, target 51.3%; 100 ste
 evaluations; victims retrained with 3 seeds)::
 
     eps_d 0.042 no box      adam:  largest feature 3.46, norm 0.923, retrained 96.4%
-    eps_d 0.042 no box      lbfgs: largest feature 215,  norm 0.451, retrained 10.0% (NaN)
+    eps_d 0.042 no box      lbfgs: largest feature 215,  norm 0.451, retrained 10.0%
+                                   (non-finite weights)
     eps_d 0.042 clip=data   adam:  1, 0.945, 96.7%;  lbfgs: 1, 0.943, 96.3%
     eps_d 0.2   clip=data   adam:  1, 0.776, 95.7%;  lbfgs: 1, 0.770, 95.5%
 

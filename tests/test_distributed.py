@@ -54,6 +54,9 @@ CASES = {
     # a net: one lagged pass per step (rank 0's 4 rows take two batches, rank 1's 3 rows
     # two, one process's 7 rows four), the same steps as one process
     "adam_lagged_net": dict(epsilon_d=0.07, max_iter=12, batch_size=2, lagged_residual=True),
+    # one poison row: rank 1 holds none and still takes part in the lagged pass's reduce
+    "adam_lagged_one_poison_net": dict(epsilon_d=0.01, max_iter=10, batch_size=2,
+                                       lagged_residual=True),
 }
 
 

@@ -242,19 +242,35 @@ def test_feature_count_mismatch_is_a_clear_error_for_nets():
         PoisonabilityAnalyzer(FrozenEstimator(net), device="cpu").fit(X[:50, :63], y[:50])
 
 
-def test_lagged_residual_multiplies_the_previous_residual(split):
-    """One pass per step: ``J^T`` of the previous residual, and the exact residual."""
+@pytest.fixture(scope="module")
+def small_cnn(split):
+    X, y, _, _ = split
+    return make_net("cnn", hidden_size=8, module__channels=(2, 4), max_epochs=2,
+                    random_state=0, device="cpu").fit(X[:60], y[:60])
+
+
+@pytest.mark.parametrize("batch_size, parameters", [(5, None), (5, ["fc1.weight"]), (100, None)])
+def test_lagged_residual_multiplies_the_previous_residual(split, small_cnn, batch_size,
+                                                          parameters):
+    """One pass per step: ``J^T`` of the previous residual, and the exact residual.
+
+    In several batches, on a chosen block (``parameters=``), and in one batch (it
+    lags there too, so that the result does not depend on the batch size).
+    """
     X, y, _, _ = split
     X, y = X[:60], y[:60]
-    net = make_net("cnn", hidden_size=8, module__channels=(2, 4), max_epochs=2,
-                   random_state=0, device="cpu").fit(X, y)
-    objective = as_objective(net, **F64)
+    objective = as_objective(small_cnn, **F64)
     clean = CleanGradient(objective, X, y)
     X_p = objective.as_features(X[:12]).clone()
     labels = objective.encode_labels(y[:12])
-    maps = [ResidualMap(objective, labels, clean.canceling_base(12), 60, batch_size=5,
-                        lagged=lagged) for lagged in (False, True)]
-    exact, lagged = maps
+    mask = None
+    if parameters is not None:
+        parts = objective.unflatten(torch.zeros(objective.n_params, dtype=torch.float64))
+        parts[parameters[0]].fill_(1.0)
+        mask = torch.cat([v.reshape(-1) for v in parts.values()])
+    exact, lagged = (ResidualMap(objective, labels, clean.canceling_base(12), 60,
+                                 batch_size=batch_size, mask=mask, lagged=lag)
+                     for lag in (False, True))
     r_1, g_1 = exact.residual_and_gradient(X_p)
     for a, b in zip(lagged.residual_and_gradient(X_p), (r_1, g_1)):  # the first is exact
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-10, atol=1e-14)
@@ -266,15 +282,19 @@ def test_lagged_residual_multiplies_the_previous_residual(split):
                                atol=1e-14)
     _, g_exact = exact.residual_and_gradient(X_next)
     assert float((g_2 - g_exact).norm()) > 1e-3 * float(g_exact.norm())  # it does lag
+    if mask is not None:
+        assert float(r_2[mask == 0].abs().max()) == 0.0
 
 
-def test_lagged_residual_converges_like_the_exact_one(split):
+@pytest.mark.parametrize("optimizer, slack, progress", [("adam", 1.2, 0.25), ("sgd", 1.1, 0.75)])
+def test_lagged_residual_converges_like_the_exact_one(split, optimizer, slack, progress):
     X, y, _, _ = split
     victim = make_net("mlp", hidden_size=32, max_epochs=30, random_state=0, device="cpu")
     target = FrozenEstimator(
         old_gradpc(victim, epsilon_w=0.03, random_state=0, device="cpu").fit(X, y).target_
     )
-    params = dict(epsilon_d=0.5, max_iter=150, batch_size=50, random_state=0, device="cpu")
+    params = dict(epsilon_d=0.5, max_iter=150, batch_size=50, random_state=0, device="cpu",
+                  optimizer=optimizer)
     exact = GradientCanceling(target, **params).fit(X, y)
     lagged = GradientCanceling(target, lagged_residual=True, **params).fit(X, y)
     assert lagged.history_[0] == pytest.approx(exact.history_[0], rel=1e-5)
@@ -282,25 +302,35 @@ def test_lagged_residual_converges_like_the_exact_one(split):
     # the recorded norm is that of the returned poison, and about as small
     assert lagged.gradient_norm(lagged.X_poison_, lagged.y_poison_) == pytest.approx(
         lagged.gradient_norm_, rel=1e-3)
-    assert lagged.gradient_norm_ <= 1.2 * exact.gradient_norm_
-    assert lagged.gradient_norm_ <= exact.history_[0] / 5
+    assert lagged.gradient_norm_ <= slack * exact.gradient_norm_
+    assert lagged.gradient_norm_ <= progress * exact.history_[0]
 
 
-@pytest.mark.parametrize("optimizer", ["lbfgs", "gauss-newton"])
-def test_lagged_residual_refuses_second_order_optimizers(split, optimizer):
+def test_lagged_residual_changes_nothing_where_one_pass_is_exact(split, small_cnn):
+    X, y, _, _ = split
+    X, y = X[:60], y[:60]
+    linear = FrozenEstimator(LogisticRegression(max_iter=1000).fit(X, y))
+    for target, batch_size in ((FrozenEstimator(small_cnn), None), (linear, 5)):
+        params = dict(epsilon_d=0.2, max_iter=5, batch_size=batch_size, random_state=0, **F64)
+        exact = GradientCanceling(target, **params).fit(X, y)
+        lagged = GradientCanceling(target, lagged_residual=True, **params).fit(X, y)
+        np.testing.assert_array_equal(lagged.history_, exact.history_)
+        np.testing.assert_array_equal(lagged.X_poison_, exact.X_poison_)
+
+
+@pytest.mark.parametrize("optimizer", ["gd", "lbfgs", "gauss-newton"])
+def test_lagged_residual_refuses_other_optimizers(split, optimizer):
     X, y, _, _ = split
     target = FrozenEstimator(LogisticRegression(max_iter=1000).fit(X, y))
     gc = GradientCanceling(target, optimizer=optimizer, lagged_residual=True, device="cpu")
-    with pytest.raises(ValueError, match="lagged_residual=True is for first-order steps"):
+    with pytest.raises(ValueError, match="lagged_residual=True is for optimizer='adam' or"):
         gc.fit(X, y)
 
 
-def test_activation_elements_count_every_layer_output_from_shapes(split):
-    """The CNN's layer outputs per row by hand; a batch-norm net's buffers stay as they were."""
+def test_activation_elements_count_every_layer_output_from_shapes(split, small_cnn):
+    """The CNN's layer outputs per row by hand; a batch norm's statistics stay put."""
     X, y, _, _ = split
-    cnn = make_net("cnn", hidden_size=8, module__channels=(2, 4), max_epochs=1,
-                   random_state=0, device="cpu").fit(X[:60], y[:60])
-    module = cnn.module_
+    module = small_cnn.module_
     rows = torch.as_tensor(X[:3], dtype=torch.float32)
     outputs = []
     hooks = [m.register_forward_hook(lambda m, i, o: outputs.append(o.shape[1:].numel()))
@@ -309,17 +339,33 @@ def test_activation_elements_count_every_layer_output_from_shapes(split):
         module(rows)
     for hook in hooks:
         hook.remove()
-    objective = as_objective(cnn, device="cpu")
+    objective = as_objective(small_cnn, device="cpu")
     assert objective.activation_elements(X) == sum(outputs) > 100
-    # an affine model counts its outputs; batch norm's running statistics do not move
+    assert objective.activation_elements(X.tolist()) == sum(outputs)  # array-like rows
+    # an affine model counts its outputs
     linear = as_objective(LogisticRegression(max_iter=1000).fit(X, y), device="cpu")
     assert linear.activation_elements(X) == 10
+    # in training mode a batch norm would update its running statistics on a forward
     resnet = make_net("resnet18", width=2, max_epochs=1, random_state=0, device="cpu")
-    resnet.fit(X[:40], y[:40])
-    before = copy.deepcopy(resnet.module_.state_dict())
-    assert as_objective(resnet, device="cpu").activation_elements(X) > 0
-    for name, value in resnet.module_.state_dict().items():
+    objective = as_objective(resnet.fit(X[:40], y[:40]), device="cpu")
+    objective.module.train()
+    before = copy.deepcopy(objective.module.state_dict())
+    assert objective.activation_elements(X) > 0
+    for name, value in objective.module.state_dict().items():
         assert torch.equal(value, before[name]), name
+
+
+def test_activation_elements_warn_when_a_net_cannot_run_on_meta(split, small_cnn):
+    X, _, _, _ = split
+    objective = as_objective(small_cnn, device="cpu")
+    forward = objective.module.forward
+
+    def data_dependent(x):  # .item() needs values: no meta kernel can give one
+        return forward(x) * float(x.abs().max().item() > 0)
+
+    objective.module.forward = data_dependent
+    with pytest.warns(RuntimeWarning, match="sized by the input alone"):
+        assert objective.activation_elements(X) == 0
 
 
 def test_clean_pass_of_a_net_is_batched_by_its_layer_outputs(split, monkeypatch):

@@ -229,11 +229,14 @@ class Objective:
     def activation_elements(self, X):
         """Elements the model's layers output per row shaped like those of ``X``.
 
-        The sum of the output sizes of the module's leaf modules (a lower bound on
-        what a backward pass keeps per row), read from shapes alone: a forward pass
-        of two rows on the ``meta`` device, so nothing is computed and no buffer
-        (a batch norm's running statistics) changes.  Affine models return their
-        number of outputs; a module that cannot run on ``meta`` returns 0.
+        An estimate of what a backward pass keeps per row: the sum of the output
+        sizes of the module's leaf modules, counted at each call, read from shapes
+        alone.  The module's Python ``forward`` runs on two rows of the ``meta``
+        device with its parameters and buffers on ``meta`` too, so nothing is
+        computed and no parameter or buffer (a batch norm's running statistics)
+        changes.  Affine models return their number of outputs.  A module that
+        cannot run on ``meta`` returns 0 with a warning (clean batches are then
+        sized by the input alone).
 
         Examples
         --------
@@ -248,7 +251,7 @@ class Objective:
         """
         if self._affine is not None:
             return self.n_outputs
-        rows = torch.empty((2, *tuple(X.shape[1:])), device="meta", dtype=self.dtype)
+        rows = torch.empty((2, *np.shape(X)[1:]), device="meta", dtype=self.dtype)
         state = {
             k: v.to("meta")
             for k, v in (*self.module.named_parameters(), *self.module.named_buffers())
@@ -264,7 +267,14 @@ class Objective:
         try:
             with torch.no_grad():
                 functional_call(self.module, state, (rows,))
-        except Exception:  # any op without a meta kernel: size by the input alone
+        except Exception as error:  # e.g. an op without a meta kernel, a .item() call
+            warnings.warn(
+                f"The layer outputs of {type(self.module).__name__} could not be sized "
+                f"on the meta device ({type(error).__name__}: {error}); clean batches are "
+                "sized by the input alone. Pass batch_size to bound their memory.",
+                RuntimeWarning,
+                stacklevel=2,
+            )
             return 0
         finally:
             for hook in hooks:
