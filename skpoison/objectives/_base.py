@@ -424,14 +424,14 @@ class Objective:
             passes (the gradient sum first, without a graph).  Affine models ignore
             it: their closed form holds no temporary larger than ``(m, 2 k)`` for
             ``k`` outputs, so one batch already has memory bounded like a batch.
+        params : dict of str to tensor or None, default=None
+            Parameters to evaluate at (shaped like ``params``); ``None``: ``w``.
         lagged : tensor of shape (n_params,) or None, default=None
             With a callable ``direction``: the residual that every batch's feature
             gradient uses instead (whatever the number of batches), so that one pass
             suffices; ``direction`` is still called, after the pass, with the exact
             gradient sum of these rows.  Affine models ignore it: their one pass is
             exact already.
-        params : dict of str to tensor or None, default=None
-            Parameters to evaluate at (shaped like ``params``); ``None``: ``w``.
 
         Returns
         -------
