@@ -138,11 +138,12 @@ class GradientCanceling(PoisonSampler):
         ``batch_size`` (the direction lags even when the poison fits one batch)
         or on the number of ``torch.distributed`` ranks.  The residual,
         ``history_``, ``gradient_norm_`` and the choice of ``X_poison_`` stay
-        exact; only the descent direction lags.  For ``"adam"`` and ``"sgd"``:
-        ``"gd"``'s large fixed steps overshoot with a lagging direction, and
-        L-BFGS's line search and Gauss-Newton need exact gradients, so these
-        raise a ``ValueError``.  No effect with ``batch_size=None`` or for affine
-        targets, where one pass is exact already.
+        exact; only the descent direction lags.  Only for ``"adam"`` and
+        ``"sgd"``: the other optimizers raise a ``ValueError`` (``"gd"``'s large
+        fixed steps overshoot with a lagging direction; ``"lbfgs"``'s line search
+        and ``"gauss-newton"`` need exact gradients).  No effect with
+        ``batch_size=None`` or for affine targets, where one pass is exact
+        already.
     feature_range : (low, high) or None, default=None
         Box the poison features are projected onto after each step (scalars or
         per-feature arrays), e.g. ``(0, 1)`` for pixels.
