@@ -33,14 +33,15 @@ seed 0, default preset; CPU seconds, best of 5), with ``OMP_NUM_THREADS=1`` and,
 brackets, torch's default threads (2 here, whatever the load leaves)::
 
     1. GC step / training step   one pass     two passes    one lagged pass   (batch)
-       logreg  m=1800             1.68-1.79    1.64-1.66     1.58-1.62  (1.75)  256
-       mlp     m=1800 (hidden 256) 2.62-2.76    4.58-5.19     3.21-3.71  (4.27)  256
-       cnn     m=120              3.16-3.23    3.88-4.18     2.96-3.15  (2.51)  30
-       (two one-thread runs; in brackets the lagged pass with default threads.
-       Batches are min(--batch-size, m / 4) rows, so the CNN takes several; the
-       first version of this table ran it in one batch of 256)
+       logreg  m=1800             1.65-1.68    1.61-1.66     1.62-1.65  (1.78)  256
+       mlp     m=1800 (hidden 256) 2.61-2.71    4.71-4.72     3.38-3.56  (3.98)  256
+       cnn     m=120              3.12-3.18    4.25-4.35     3.11-3.22  (3.26)  30
+       (two one-thread runs, malloc tuned as GradientCanceling.fit does; in
+       brackets the lagged pass with default threads.  Batches are
+       min(--batch-size, m / 4) rows, so the CNN takes several; the first version of
+       this table ran it in one batch of 256)
        --preset issue (MLP hidden 784, CNN m=1800, batch 256, one thread):
-       logreg 1.97 / 1.85 / 1.79, mlp 2.57 / 4.32 / 3.11, cnn 3.68 / 2.56 / 1.98
+       logreg 1.63 / 1.77 / 1.69, mlp 2.48 / 4.21 / 3.04, cnn 3.36 / 4.02 / 2.99
     2. peak RSS above the data (LR, MNIST float32, default threads): n=4000: +1.9 MiB
        (None), +0.0 (batch 256); n=16000: +0.0, +0.0 (the allocator reuses memory
        kept from the previous runs, so these are lower bounds)
@@ -94,6 +95,7 @@ from sklearn.frozen import FrozenEstimator
 from sklearn.linear_model import LogisticRegression
 
 from skpoison import GradientCanceling, PoisonabilityAnalyzer
+from skpoison._utils._allocator import keep_freed_memory
 from skpoison.attacks._least_squares import ResidualMap
 from skpoison.datasets import load_digits
 from skpoison.experiments import load_dataset
@@ -129,6 +131,10 @@ def timed(fn, repeats):
 
 # ------------------------------------------------------------------ 1. step ratios
 def step_ratios(X, y, preset, batch_size):
+    # as GradientCanceling.fit does first: freed buffers are reused instead of being
+    # mapped and zeroed again (for the training step too, so the ratio compares like
+    # with like; without it the CNN's large buffers are page-faulted every step)
+    keep_freed_memory()
     print("1. GC step / training step over the same m rows (seconds per step); batched: "
           f"batches of min({batch_size}, m / 4) rows, two exact passes or one lagged pass")
     print(f"   {'model':8s} {'m':>5s} {'batch':>5s} {'train':>9s} {'GC one pass':>12s} "
@@ -328,7 +334,6 @@ def _cnn_memory_child(queue, mode, target_bytes, batch_size, epsilon_d, max_iter
     """In a fresh process: the added peak RSS of one clean pass or one whole GC run."""
     import pickle
 
-    from skpoison._utils._allocator import keep_freed_memory
     from skpoison.datasets import fetch_mnist, normalize_mnist
 
     torch.set_num_threads(1)
