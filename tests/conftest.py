@@ -5,6 +5,9 @@ CPU cores).  Data fixtures hand out fresh copies, so a test that (wrongly) modif
 its inputs cannot leak into another test.
 """
 
+import os
+import subprocess
+import sys
 import warnings
 
 import numpy as np
@@ -179,3 +182,32 @@ def net_wd(_or_data):
         verbose=0,
     )
     return _fit_net(net, X, y)
+
+
+# ------------------------------------------------------------------ command line
+@pytest.fixture
+def heavy_imports_of_cli():
+    """Run ``skpoison.cli.main`` on each argv in a fresh interpreter.
+
+    Returns the finished process; its last output line lists which of torch, skorch,
+    scikit-learn and scipy got imported (``SystemExit`` from ``--help`` or an argument
+    error is caught).
+    """
+
+    def run(*argvs):
+        code = (
+            "import sys, skpoison.cli\n"
+            f"for argv in {[list(a) for a in argvs]!r}:\n"
+            "    try:\n"
+            "        skpoison.cli.main(argv)\n"
+            "    except SystemExit:\n"
+            "        pass\n"
+            "print(sorted(m for m in ('torch', 'skorch', 'sklearn', 'scipy') "
+            "if m in sys.modules))"
+        )
+        return subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+            env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)),
+        )
+
+    return run

@@ -184,25 +184,10 @@ def test_python_m_skpoison_help():
 # ----------------------------------------------------------- startup, help, usage
 
 
-def test_importing_the_cli_imports_no_heavy_library():
+def test_importing_the_cli_imports_no_heavy_library(heavy_imports_of_cli):
     # --help and argument errors answer at once: nothing imports torch before the
     # arguments are valid
-    code = (
-        "import sys, skpoison.cli\n"
-        "try:\n"
-        "    skpoison.cli.main(['attack', '--help'])\n"
-        "except SystemExit:\n"
-        "    pass\n"
-        "try:\n"
-        "    skpoison.cli.main(['attack', '--max-iter', '0'])\n"
-        "except SystemExit:\n"
-        "    pass\n"
-        "print(sorted(m for m in ('torch', 'skorch', 'sklearn', 'scipy') if m in sys.modules))"
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-        env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)),
-    )
+    done = heavy_imports_of_cli(["attack", "--help"], ["attack", "--max-iter", "0"])
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().splitlines()[-1] == "[]"
 

@@ -1,9 +1,6 @@
 """Several attacks against one target: compare_attacks, its registry and ``skpoison compare``."""
 
 import json
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -254,20 +251,8 @@ def test_cli_compare_failure_is_one_line(capsys):
     assert "raise epsilon_d" in err
 
 
-def test_compare_help_imports_no_heavy_library():
-    code = (
-        "import sys, skpoison.cli\n"
-        "for argv in (['compare', '--help'], ['compare', '--attack', 'pgd']):\n"
-        "    try:\n"
-        "        skpoison.cli.main(argv)\n"
-        "    except SystemExit:\n"
-        "        pass\n"
-        "print(sorted(m for m in ('torch', 'skorch', 'sklearn', 'scipy') if m in sys.modules))"
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-        env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)),
-    )
+def test_compare_help_imports_no_heavy_library(heavy_imports_of_cli):
+    done = heavy_imports_of_cli(["compare", "--help"], ["compare", "--attack", "pgd"])
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().splitlines()[-1] == "[]"
 

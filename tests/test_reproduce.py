@@ -173,23 +173,9 @@ def test_cli_reproduce_missing_mnist_is_one_line(tmp_path, monkeypatch, capsys):
     assert line.startswith("skpoison: error: MNIST file") and "--data-home" in line
 
 
-def test_cli_reproduce_help_imports_no_heavy_library():
-    import subprocess
-    import sys
-
-    code = (
-        "import sys, skpoison.cli\n"
-        "for argv in (['reproduce', 'table2', '--help'], ['reproduce', 'table2', '--n-train', "
-        "'0']):\n"
-        "    try:\n"
-        "        skpoison.cli.main(argv)\n"
-        "    except SystemExit:\n"
-        "        pass\n"
-        "print(sorted(m for m in ('torch', 'skorch', 'sklearn', 'scipy') if m in sys.modules))"
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-        env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)),
+def test_cli_reproduce_help_imports_no_heavy_library(heavy_imports_of_cli):
+    done = heavy_imports_of_cli(
+        ["reproduce", "table2", "--help"], ["reproduce", "table2", "--n-train", "0"]
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().splitlines()[-1] == "[]"
