@@ -17,6 +17,7 @@ from sklearn.exceptions import DataConversionWarning
 from torch.func import functional_call, grad, vmap
 
 from .._utils import batch_slices, class_indices, resolve_device, resolve_dtype, to_tensor
+from ._convolution import SeparateConvolutionGradients
 from ._losses import TrainingLoss
 from ._penalty import Penalty
 
@@ -112,6 +113,11 @@ class Objective:
         self._offsets = dict(zip(self.params, np.cumsum([0] + self._sizes[:-1]).tolist()))
         self.groups = self._group_indices(groups)
         self._affine = self._affine_parameters()
+        # a net with convolution layers gets their gradients recorded as separate ops
+        self._convolutions = any(
+            isinstance(m, (torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d))
+            for m in self.module.modules()
+        )
 
     @property
     def kind(self):
@@ -456,29 +462,49 @@ class Objective:
             direction = direction(gradient_sum)
         grad_x = torch.empty_like(X)
         total = torch.zeros(self.n_params, device=self.device, dtype=self.dtype)
+        leaves = self._grad_params(params)  # one copy for all batches
         for sl in slices:
-            grad_x[sl], part = self._autograd_feature_gradient(X[sl], y[sl], direction, params)
-            if gradient_sum is None:
-                total += part
+            grad_x[sl], _ = self._autograd_feature_gradient(
+                X[sl], y[sl], direction, leaves=leaves, into=total
+            )
         if after_pass is not None:  # the exact residual, from this pass's sum
             after_pass(total)
         return grad_x, (total if gradient_sum is None else gradient_sum)
 
-    def _autograd_feature_gradient(self, X, y, direction, params=None):
-        """One batch of :meth:`poison_feature_gradient` by double backward."""
+    def _autograd_feature_gradient(self, X, y, direction, params=None, *, leaves=None, into=None):
+        """One batch of :meth:`poison_feature_gradient` by double backward.
+
+        ``leaves`` (from :meth:`_grad_params`) lets batches share one copy of the
+        parameters; ``into`` (a flat tensor, with a tensor ``direction``) receives the
+        batch's gradient sum in place and is returned as the sum.  The second pass
+        seeds each parameter's gradient with its block of ``r`` (no flat copy of the
+        gradients), and convolutions record their gradients as separate ops
+        (:class:`~skpoison.objectives._convolution.SeparateConvolutionGradients`), so
+        that it computes no weight-shaped gradient.
+        """
         X = X.requires_grad_(True)
-        params = self._grad_params(params)
-        losses = self.loss.per_sample(functional_call(self.module, params, (X,)), y)
-        grads = torch.autograd.grad(
-            losses.sum(), list(params.values()), create_graph=True, materialize_grads=True
-        )
-        flat = torch.cat([g.reshape(-1) for g in grads])
-        gradient_sum = flat.detach()
-        r = direction(gradient_sum) if callable(direction) else direction
-        product = flat @ r
-        if not product.requires_grad:  # e.g. every hinge margin beyond its kink
-            return torch.zeros_like(X), gradient_sum
-        (grad_x,) = torch.autograd.grad(product, X, materialize_grads=True)
+        leaves = self._grad_params(params) if leaves is None else leaves
+        with SeparateConvolutionGradients(X, enabled=self._convolutions) as convolutions:
+            losses = self.loss.per_sample(functional_call(self.module, leaves, (X,)), y)
+            grads = torch.autograd.grad(
+                losses.sum(), list(leaves.values()), create_graph=True, materialize_grads=True
+            )
+            if into is None:
+                gradient_sum = torch.cat([g.detach().reshape(-1) for g in grads])
+            else:  # no flat copy of this batch's gradients
+                for total, g in zip(self.unflatten(into).values(), grads):
+                    total.add_(g.detach())
+                gradient_sum = into
+            r = direction(gradient_sum) if callable(direction) else direction
+            seeded = [(g, part) for g, part in zip(grads, self.unflatten(r).values())
+                      if g.requires_grad]
+            if not seeded:  # e.g. every hinge margin beyond its kink
+                return torch.zeros_like(X), gradient_sum
+            convolutions.wrt = "features"
+            (grad_x,) = torch.autograd.grad(
+                [g for g, _ in seeded], X, grad_outputs=[part for _, part in seeded],
+                materialize_grads=True,
+            )
         return grad_x, gradient_sum
 
     def _affine_feature_gradient(self, X, y, direction, params=None):
