@@ -33,19 +33,22 @@ seed 0, default preset; CPU seconds, best of 5), with ``OMP_NUM_THREADS=1`` and,
 brackets, torch's default threads (2 here, whatever the load leaves)::
 
     1. GC step / training step   one pass     two passes    one lagged pass   (batch)
-       logreg  m=1800             1.65-1.68    1.61-1.66     1.62-1.65  (1.78)  256
-       mlp     m=1800 (hidden 256) 2.61-2.71    4.71-4.72     3.38-3.56  (3.98)  256
-       cnn     m=120              3.12-3.18    4.25-4.35     3.11-3.22  (3.26)  30
+       logreg  m=1800             1.72-1.76    1.72-1.74     1.70       (1.86)  256
+       mlp     m=1800 (hidden 256) 2.56-2.60    4.34-4.49     3.00-3.08  (3.48)  256
+       cnn     m=120              2.45-2.56    3.66-3.77     2.54-2.73  (2.49)  30
        (two one-thread runs, malloc tuned as GradientCanceling.fit does; in
        brackets the lagged pass with default threads.  Batches are
        min(--batch-size, m / 4) rows, so the CNN takes several; the first version of
        this table ran it in one batch of 256)
-       --preset issue (MLP hidden 784, CNN m=1800, batch 256, one thread):
-       logreg 1.63 / 1.77 / 1.69, mlp 2.48 / 4.21 / 3.04, cnn 3.36 / 4.02 / 2.99
+       --preset issue (MLP hidden 784, CNN m=1800, batch 256, one thread, two runs):
+       logreg 1.54-1.67 / 1.56-1.61 / 1.56-1.62, mlp 2.50-2.53 / 3.86-4.11 /
+       2.68-2.79, cnn 2.43-2.66 / 3.41-3.75 / 2.30-2.59
+       (before convolutions recorded their gradients as separate ops, the CNN took
+       3.36 / 4.02 / 2.99 there and 3.12-3.18 / 4.25-4.35 / 3.11-3.22 at m=120)
     2. peak RSS above the data (LR, MNIST float32, default threads): n=4000: +1.9 MiB
        (None), +0.0 (batch 256); n=16000: +0.0, +0.0 (the allocator reuses memory
        kept from the previous runs, so these are lower bounds)
-    4. analyzer fit / one clean pass (LR, n=42000): 1.05 to 1.12 over six runs (it was
+    4. analyzer fit / one clean pass (LR, n=42000): 1.03 to 1.12 over seven runs (it was
        1.25 to 1.30 before the linear targets' finiteness check moved into the pass)
 
 Section 3 (projected L-BFGS with Adam's diagonal, 250 evaluations; Gauss-Newton 30

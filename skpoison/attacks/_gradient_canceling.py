@@ -133,8 +133,8 @@ class GradientCanceling(PoisonSampler):
         gradient uses the residual of the previous step (the first step is
         exact), so the result no longer equals the one-pass one.  It saves
         about one training step per step over two exact passes (on MNIST with
-        batches of 256: MLP 4.2 to 3.0 training steps, CNN on 1800 rows 4.0 to
-        3.0; :doc:`/performance`).  The result does not depend on the integer
+        batches of 256: MLP 4.0 to 2.7 training steps, CNN on 1800 rows 3.6 to
+        2.4; :doc:`/performance`).  The result does not depend on the integer
         ``batch_size`` (the direction lags even when the poison fits one batch)
         or on the number of ``torch.distributed`` ranks.  The residual,
         ``history_``, ``gradient_norm_`` and the choice of ``X_poison_`` stay
