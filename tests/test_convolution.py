@@ -72,7 +72,7 @@ CASES = {
                                        dict(dilation=2, padding=2)),
     "conv2d no bias": (2, 8, dict(padding=1, bias=False), dict(stride=2, bias=False)),
     "conv2d reflect padding": (2, 8, dict(padding=1, padding_mode="reflect"), {}),
-    "conv2d string padding": (2, 8, dict(padding="same"), dict(padding="valid")),
+    "conv2d string padding": (2, 8, dict(padding="same", dilation=2), dict(padding="valid")),
     "conv1d": (1, 13, dict(stride=3), dict(padding=1)),
     "conv3d": (3, 6, dict(padding=1), {}),
 }
@@ -197,3 +197,51 @@ def test_convolutions_outside_a_graph_are_the_builtin_op():
     assert type(unbatched.grad_fn).__name__ != "_ConvolutionBackward"  # built in
     np.testing.assert_array_equal(recorded.detach().numpy(), plain.numpy())
     np.testing.assert_allclose(unbatched.detach().numpy(), plain[0].numpy(), rtol=1e-12)
+
+
+def test_weight_and_bias_computed_from_the_features_keep_their_gradients():
+    """A kernel and a bias predicted from the input: the second pass differentiates
+    them too (they are not parameters of the net)."""
+
+    class Predicted(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv1 = nn.Conv2d(1, 3, 3, padding=1)
+            self.kernel = nn.Parameter(torch.randn(4, 3, 3, 3) / 5)
+            self.fc = nn.Linear(4 * 5 * 5, 4)
+
+        def forward(self, X):
+            images = X.reshape(len(X), 1, 7, 7)
+            h = torch.tanh(self.conv1(images))
+            gain = torch.tanh(X.mean())  # depends on the features
+            h = nn.functional.conv2d(h, self.kernel * (1 + gain), bias=gain.expand(4))
+            return self.fc(torch.tanh(h).flatten(1))
+
+    torch.manual_seed(2)
+    objective = objective_of(Predicted())
+    X = torch.randn(6, 49, dtype=torch.float64)
+    y = torch.arange(6) % 4
+    r = torch.randn(objective.n_params, dtype=torch.float64)
+    grad_x, gradient_sum = objective.poison_feature_gradient(X, y, r, encoded=True)
+    expected_x, expected_sum = independent_feature_gradient(objective, X, y, r)
+    np.testing.assert_allclose(gradient_sum.numpy(), expected_sum.numpy(), rtol=1e-10)
+    np.testing.assert_allclose(grad_x.numpy(), expected_x.numpy(), rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("kwargs, separated", [
+    (dict(stride=np.int64(2), padding=torch.tensor(1)), True),  # any integer type
+    (dict(padding="same"), True),  # odd kernel: the same padding on both sides
+    (dict(padding="same", dilation=(1, 2)), True),
+    (dict(padding="valid", groups=np.int32(1)), True),
+    (dict(padding="same", kernel=2), False),  # one more row on one side: built in
+])
+def test_functional_convolution_arguments(kwargs, separated):
+    kwargs = dict(kwargs)
+    kernel = kwargs.pop("kernel", 3)
+    x = torch.randn(2, 3, 9, 9, dtype=torch.float64, requires_grad=True)
+    weight = torch.randn(4, 3, kernel, kernel, dtype=torch.float64, requires_grad=True)
+    expected = nn.functional.conv2d(x, weight, **kwargs)
+    with SeparateConvolutionGradients(x):
+        out = nn.functional.conv2d(x, weight, **kwargs)
+    assert (type(out.grad_fn).__name__ == "_ConvolutionBackward") is separated
+    np.testing.assert_allclose(out.detach().numpy(), expected.detach().numpy(), rtol=1e-12)

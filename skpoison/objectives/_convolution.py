@@ -15,9 +15,11 @@ Inside :class:`SeparateConvolutionGradients`, each ``conv1d``, ``conv2d`` or
 built (``create_graph=True``), records the input gradient as a transposed convolution
 and the weight gradient as a weight-only ``convolution_backward``.  The derivatives of
 those two ops compute only the gradients that are asked for.  The values are those of
-``torch.nn.functional.conv2d`` and friends (same ops, same order); only the recorded
-graph differs.
+``torch.nn.functional.conv2d`` and friends up to rounding (the input and bias
+gradients come from other kernels); the recorded graph differs.
 """
+
+import operator
 
 import torch
 from torch.nn import functional as F
@@ -31,11 +33,43 @@ _DEFAULTS = {"bias": None, "stride": 1, "padding": 0, "dilation": 1, "groups": 1
 
 
 def _expand(value, dims):
-    """An int or a sequence of ints as a list of ``dims`` ints."""
-    if isinstance(value, int):
-        return [value] * dims
-    value = [int(v) for v in value]
+    """An integer or a sequence of integers as a list of ``dims`` ints."""
+    try:
+        return [operator.index(value)] * dims
+    except TypeError:
+        value = [operator.index(v) for v in value]
     return value * dims if len(value) == 1 else value
+
+
+def _padding(padding, weight, dilation):
+    """Explicit padding for ``padding`` (ints, ``"valid"`` or ``"same"``), or ``None``
+    where ``"same"`` needs more on one side than the other (the built-in op pads the
+    input first then)."""
+    dims = len(dilation)
+    if padding == "valid":
+        return [0] * dims
+    if padding == "same":
+        total = [d * (k - 1) for d, k in zip(dilation, weight.shape[2:])]
+        return None if any(t % 2 for t in total) else [t // 2 for t in total]
+    return _expand(padding, dims)
+
+
+def _reaches(tensor, features):
+    """Whether ``tensor`` depends on the leaf ``features`` (a walk of its graph)."""
+    if tensor is None or not tensor.requires_grad:
+        return False
+    stack, seen = [tensor.grad_fn], set()
+    while stack:
+        node = stack.pop()
+        if node is None or node in seen:
+            continue
+        seen.add(node)
+        if hasattr(node, "variable"):  # AccumulateGrad: a leaf
+            if node.variable is features:
+                return True
+            continue
+        stack.extend(edge for edge, _ in node.next_functions)
+    return tensor is features
 
 
 def _from_features_only(tensor, features):
@@ -64,6 +98,9 @@ class _Convolution(torch.autograd.Function):
         ctx.configuration = (stride, padding, dilation, groups)
         ctx.mode = mode
         ctx.features_only = _from_features_only(x, mode.features)
+        # a weight or bias computed from the features keeps its gradient in the
+        # second pass (a kernel predicted from the input, say)
+        ctx.from_features = (_reaches(weight, mode.features), _reaches(bias, mode.features))
         zeros = [0] * len(stride)
         return torch.ops.aten.convolution(
             x, weight, bias, stride, padding, dilation, False, zeros, groups
@@ -75,7 +112,8 @@ class _Convolution(torch.autograd.Function):
         stride, padding, dilation, groups = ctx.configuration
         need_x, need_weight, need_bias = ctx.needs_input_grad[:3]
         if ctx.mode.wrt == "features":
-            need_weight = need_bias = False
+            need_weight = need_weight and ctx.from_features[0]
+            need_bias = need_bias and ctx.from_features[1]
         elif ctx.features_only:
             need_x = False
         grad_x = grad_weight = grad_bias = None
@@ -126,8 +164,10 @@ class SeparateConvolutionGradients(TorchFunctionMode):
     :class:`torch.nn.Conv2d` and friends) then record a graph whose derivative skips
     the weight-shaped gradients the second pass does not use, and the first pass
     skips the input gradient of a convolution applied to the features themselves.
-    Values equal those of the built-in ops.  Convolutions with string ``padding``,
-    unbatched inputs or no gradient to record run unchanged.
+    Values equal those of the built-in ops up to rounding.  A weight or bias computed
+    from the features keeps its gradient in the second pass.  Unbatched inputs,
+    ``padding="same"`` that needs more padding on one side, arguments the built-in
+    op would reject and calls with no gradient to record run the built-in op.
 
     Parameters
     ----------
@@ -166,13 +206,18 @@ class SeparateConvolutionGradients(TorchFunctionMode):
             tensors = [t for t in (x, weight, bias) if t is not None]
             if (
                 len(call) == len(_ARGUMENTS)
-                and not isinstance(call["padding"], str)
                 and x.dim() == dims + 2
                 and any(t.requires_grad for t in tensors)
             ):
-                return _Convolution.apply(
-                    x, weight, bias, _expand(call["stride"], dims),
-                    _expand(call["padding"], dims), _expand(call["dilation"], dims),
-                    int(call["groups"]), self,
-                )
+                try:
+                    stride = _expand(call["stride"], dims)
+                    dilation = _expand(call["dilation"], dims)
+                    padding = _padding(call["padding"], weight, dilation)
+                    groups = operator.index(call["groups"])
+                except (TypeError, ValueError):  # let the built-in op judge them
+                    padding = None
+                if padding is not None:
+                    return _Convolution.apply(
+                        x, weight, bias, stride, padding, dilation, groups, self
+                    )
         return func(*args, **kwargs)
