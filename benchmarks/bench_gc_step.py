@@ -68,8 +68,10 @@ steps; "-": not reached, with the norm it ended at; a quieter machine than secti
 Section 5 (``--sections 5``; the paper's CNN, all 60000 MNIST rows, eps_d 0.03, each
 run in a fresh process; peak RSS above the 180 MiB of data)::
 
-    clean pass, batch_size=None: +355 MiB (57 CPU s);  whole run (2 Adam steps): +3307 MiB
-    clean pass, batch_size=256:  +336 MiB (57 CPU s);  whole run: +615 MiB
+    clean pass, batch_size=None: +337 MiB (53 CPU s);  whole run (2 Adam steps): +2820 MiB
+    clean pass, batch_size=256:  +333 MiB (54 CPU s);  whole run: +590 MiB
+    (whole runs before convolutions recorded their gradients as separate ops:
+    +3307 MiB in 79 CPU s and +615 MiB in 72)
     (the clean pass's default batches hold 217 CNN rows, sized by the net's layer
     outputs; with 2674-row batches sized by the input alone it peaked at +3163 MiB in
     68 CPU s; see docs/performance.rst)
