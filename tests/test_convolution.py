@@ -66,6 +66,23 @@ def independent_feature_gradient(objective, X, y, r):
     return tangent, torch.cat([gradient[k].reshape(-1) for k in params])
 
 
+
+def assert_matches_forward_over_reverse(module, n_features, *, rows=6, batch_size=None):
+    """The feature gradient and the gradient sum of ``module``'s objective at a random
+    residual equal :func:`independent_feature_gradient`'s."""
+    objective = objective_of(module)
+    assert objective._convolutions
+    X = torch.randn(rows, n_features, dtype=torch.float64)
+    y = torch.arange(rows) % 4
+    r = torch.randn(objective.n_params, dtype=torch.float64)
+    grad_x, gradient_sum = objective.poison_feature_gradient(
+        X, y, r, encoded=True, batch_size=batch_size
+    )
+    expected_x, expected_sum = independent_feature_gradient(objective, X, y, r)
+    np.testing.assert_allclose(gradient_sum.numpy(), expected_sum.numpy(), rtol=1e-10,
+                               atol=1e-12)
+    np.testing.assert_allclose(grad_x.numpy(), expected_x.numpy(), rtol=1e-10, atol=1e-12)
+
 CASES = {
     "conv2d": (2, 9, {}, {}),
     "conv2d stride padding dilation": (2, 11, dict(stride=2, padding=1),
@@ -83,18 +100,8 @@ CASES = {
 def test_feature_gradient_equals_forward_over_reverse(case, batch_size):
     dims, side, first, second = CASES[case]
     torch.manual_seed(0)
-    objective = objective_of(ConvNet(dims, side, first, second))
-    assert objective._convolutions
-    X = torch.randn(10, 3 * side**dims, dtype=torch.float64)
-    y = torch.arange(10) % 4
-    r = torch.randn(objective.n_params, dtype=torch.float64)
-    grad_x, gradient_sum = objective.poison_feature_gradient(
-        X, y, r, encoded=True, batch_size=batch_size
-    )
-    expected_x, expected_sum = independent_feature_gradient(objective, X, y, r)
-    np.testing.assert_allclose(gradient_sum.numpy(), expected_sum.numpy(), rtol=1e-10,
-                               atol=1e-12)
-    np.testing.assert_allclose(grad_x.numpy(), expected_x.numpy(), rtol=1e-10, atol=1e-12)
+    assert_matches_forward_over_reverse(ConvNet(dims, side, first, second), 3 * side**dims,
+                                        rows=10, batch_size=batch_size)
 
 
 def test_grouped_convolutions_equal_forward_over_reverse():
@@ -110,13 +117,7 @@ def test_grouped_convolutions_equal_forward_over_reverse():
             return self.fc(torch.tanh(self.conv2(X)).flatten(1))
 
     torch.manual_seed(1)
-    objective = objective_of(Grouped())
-    X = torch.randn(6, 98, dtype=torch.float64)
-    y = torch.arange(6) % 4
-    r = torch.randn(objective.n_params, dtype=torch.float64)
-    grad_x, _ = objective.poison_feature_gradient(X, y, r, encoded=True)
-    expected_x, _ = independent_feature_gradient(objective, X, y, r)
-    np.testing.assert_allclose(grad_x.numpy(), expected_x.numpy(), rtol=1e-10, atol=1e-12)
+    assert_matches_forward_over_reverse(Grouped(), 98)
 
 
 class ConvolutionShapes(TorchDispatchMode):
@@ -173,14 +174,7 @@ def test_first_convolution_after_a_parameter_keeps_its_input_gradient():
     """An input that depends on a parameter needs its gradient in the first pass."""
     torch.manual_seed(0)
     module = ConvNet(2, 9, scale=nn.Parameter(torch.full((1, 3, 1, 1), 1.5)))
-    objective = objective_of(module)
-    X = torch.randn(5, 3 * 81, dtype=torch.float64)
-    y = torch.arange(5) % 4
-    r = torch.randn(objective.n_params, dtype=torch.float64)
-    grad_x, gradient_sum = objective.poison_feature_gradient(X, y, r, encoded=True)
-    expected_x, expected_sum = independent_feature_gradient(objective, X, y, r)
-    np.testing.assert_allclose(gradient_sum.numpy(), expected_sum.numpy(), rtol=1e-10)
-    np.testing.assert_allclose(grad_x.numpy(), expected_x.numpy(), rtol=1e-10, atol=1e-12)
+    assert_matches_forward_over_reverse(module, 3 * 81, rows=5)
 
 
 def test_convolutions_outside_a_graph_are_the_builtin_op():
@@ -218,14 +212,7 @@ def test_weight_and_bias_computed_from_the_features_keep_their_gradients():
             return self.fc(torch.tanh(h).flatten(1))
 
     torch.manual_seed(2)
-    objective = objective_of(Predicted())
-    X = torch.randn(6, 49, dtype=torch.float64)
-    y = torch.arange(6) % 4
-    r = torch.randn(objective.n_params, dtype=torch.float64)
-    grad_x, gradient_sum = objective.poison_feature_gradient(X, y, r, encoded=True)
-    expected_x, expected_sum = independent_feature_gradient(objective, X, y, r)
-    np.testing.assert_allclose(gradient_sum.numpy(), expected_sum.numpy(), rtol=1e-10)
-    np.testing.assert_allclose(grad_x.numpy(), expected_x.numpy(), rtol=1e-10, atol=1e-12)
+    assert_matches_forward_over_reverse(Predicted(), 49)
 
 
 @pytest.mark.parametrize("kwargs, separated", [
