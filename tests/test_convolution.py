@@ -6,6 +6,8 @@ the double backward must not compute the weight-shaped gradients that PyTorch's
 built-in convolution double backward computes and discards.
 """
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -45,11 +47,11 @@ class ConvNet(nn.Module):
         return self.fc(torch.tanh(self.conv2(X)).flatten(1))
 
 
-def objective_of(module):
-    module = module.double()
+def objective_of(module, device="cpu"):
+    module = module.double().to(device)
     params = {k: v.detach() for k, v in module.named_parameters()}
     return Objective(module, params, loss=CrossEntropyLoss(), classes=np.arange(4),
-                     head=["fc.weight", "fc.bias"], device="cpu", dtype="float64")
+                     head=["fc.weight", "fc.bias"], device=device, dtype="float64")
 
 
 def independent_feature_gradient(objective, X, y, r):
@@ -232,3 +234,22 @@ def test_functional_convolution_arguments(kwargs, separated):
         out = nn.functional.conv2d(x, weight, **kwargs)
     assert (type(out.grad_fn).__name__ == "_ConvolutionBackward") is separated
     np.testing.assert_allclose(out.detach().numpy(), expected.detach().numpy(), rtol=1e-12)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("batch_size", [None, 4])
+def test_separated_convolutions_on_cuda_equal_the_cpu(batch_size):
+    torch.manual_seed(0)
+    module = ConvNet(2, 11, dict(stride=2, padding=1), dict(dilation=2, padding=2))
+    cpu = objective_of(module)
+    gpu = objective_of(copy.deepcopy(module), device="cuda")
+    X = torch.randn(10, 3 * 121, dtype=torch.float64)
+    y = torch.arange(10) % 4
+    r = torch.randn(cpu.n_params, dtype=torch.float64)
+    expected = cpu.poison_feature_gradient(X, y, r, encoded=True, batch_size=batch_size)
+    with ConvolutionShapes() as recorded:
+        got = gpu.poison_feature_gradient(X, y.cuda(), r.cuda(), encoded=True,
+                                          batch_size=batch_size)
+    assert sum(kind is True for _, kind in recorded.calls) > 0  # separated on CUDA too
+    for a, b in zip(got, expected):
+        np.testing.assert_allclose(a.cpu().numpy(), b.numpy(), rtol=1e-9, atol=1e-12)
