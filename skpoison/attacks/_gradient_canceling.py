@@ -532,7 +532,8 @@ def _non_finite_error(step, best_value, dtype):
     return FloatingPointError(
         f"GradientCanceling hit a non-finite residual or gradient at iteration "
         f"{step}; the best finite poison so far (relative gradient norm "
-        f"{best_value:.3g}) is kept in X_poison_. Lower lr (first-order optimizers) or use dtype='float64'."
+        f"{best_value:.3g}) is kept in X_poison_. Lower lr (first-order optimizers) or "
+        "use dtype='float64'."
     )
 
 
