@@ -1055,3 +1055,36 @@ def test_generic_batched_feature_gradient_is_exact(net_wd, or_data):
     two, two_sum = obj.poison_feature_gradient(X[:11], y[:11], lambda s: base + s, batch_size=3)
     np.testing.assert_allclose(two_sum.numpy(), one_sum.numpy(), rtol=1e-10)
     np.testing.assert_allclose(two.numpy(), one.numpy(), rtol=1e-8, atol=1e-12)
+
+
+def test_memory_batches_are_even(net_wd, or_data):
+    # batches that only bound memory split 13 rows by 4 as 4, 3, 3, 3 (never a 1-row
+    # remainder) and the results do not depend on it
+    from skpoison.attacks._least_squares import ResidualMap
+
+    X, y = or_data
+    X, y = X[:13], y[:13]
+    obj = as_objective(net_wd, **F64)
+    seen = []
+    hook = obj.module.register_forward_pre_hook(lambda module, args: seen.append(len(args[0])))
+    try:
+        base = torch.as_tensor(np.random.RandomState(2).normal(size=obj.n_params))
+        one, one_sum = obj.poison_feature_gradient(X, y, lambda s: base + s)
+        seen.clear()
+        total = obj.loss_gradient_sum(X, y, batch_size=4)
+        assert seen == [4, 3, 3, 3]
+        seen.clear()
+        two, two_sum = obj.poison_feature_gradient(X, y, lambda s: base + s, batch_size=4)
+        assert seen == [4, 3, 3, 3] * 2  # the sum's pass, then the feature gradient's
+        seen.clear()
+        residual_map = ResidualMap(obj, obj.encode_labels(y), base, 13, 4, lagged=True)
+        residual_map.residual_and_gradient(obj.as_features(X))
+        assert seen == [4, 3, 3, 3] * 2  # the first lagged call is exact: two passes
+        seen.clear()
+        residual_map.residual_and_gradient(obj.as_features(X))
+        assert seen == [4, 3, 3, 3]
+    finally:
+        hook.remove()
+    np.testing.assert_allclose(total.numpy(), one_sum.numpy(), rtol=1e-10)
+    np.testing.assert_allclose(two_sum.numpy(), one_sum.numpy(), rtol=1e-10)
+    np.testing.assert_allclose(two.numpy(), one.numpy(), rtol=1e-8, atol=1e-12)

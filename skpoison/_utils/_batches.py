@@ -11,21 +11,38 @@ _CLEAN_BATCH_ELEMENTS = 2**21
 _CLEAN_BATCH_ACTIVATIONS = 2**24
 
 
-def batch_slices(n, batch_size):
-    """Slices of ``range(n)`` in batches of ``batch_size`` (one slice when ``None``).
+def batch_slices(n, batch_size, *, even=False):
+    """Slices of ``range(n)`` in batches of ``batch_size`` rows (one slice when ``None``).
+
+    By default every batch but the last holds ``batch_size`` rows, as a minibatch
+    schedule wants.  Where batches only bound memory, ``even=True`` makes the same
+    number of batches, ``ceil(n / batch_size)``, differ in size by at most one row,
+    so that no batch is a small remainder: a few rows cost nearly as much time as a
+    full batch (fixed per-call costs, and matrix products whose few rows run far below
+    the machine's speed: 8 rows of 784 features take about 4 times longer per row than
+    225 rows on one CPU thread).
 
     Examples
     --------
     >>> from skpoison._utils import batch_slices
     >>> list(batch_slices(5, 2))
     [slice(0, 2, None), slice(2, 4, None), slice(4, 5, None)]
+    >>> [s.stop - s.start for s in batch_slices(1800, 256)]
+    [256, 256, 256, 256, 256, 256, 256, 8]
+    >>> [s.stop - s.start for s in batch_slices(1800, 256, even=True)]
+    [225, 225, 225, 225, 225, 225, 225, 225]
     >>> list(batch_slices(5, None))
     [slice(0, 5, None)]
     """
-    # the slices of sklearn.utils.gen_batches, without its argument validation on every
-    # call (~50 us, which adds up in per-batch and per-step loops)
+    # no argument validation on every call, unlike sklearn.utils.gen_batches (~50 us,
+    # which adds up in per-batch and per-step loops)
     step = max(1, n if batch_size is None else min(int(batch_size), n))
-    return (slice(start, min(start + step, n)) for start in range(0, n, step))
+    if not even or n <= step:
+        return (slice(start, min(start + step, n)) for start in range(0, n, step))
+    count = -(-n // step)
+    size, larger = divmod(n, count)
+    stops = [size * (i + 1) + min(i + 1, larger) for i in range(count)]
+    return (slice(start, stop) for start, stop in zip([0, *stops[:-1]], stops))
 
 
 def rows_within(n_rows, row_elements, max_elements, batch_size=None):

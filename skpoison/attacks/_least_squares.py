@@ -92,7 +92,7 @@ class ResidualMap:
         self._params = dict(objective.params)
 
     def _slices(self, m):
-        return list(batch_slices(m, self.batch_size))
+        return list(batch_slices(m, self.batch_size, even=True))
 
     def _cut(self, v):
         """``v`` restricted to the chosen parameter blocks (``mask``), in place."""

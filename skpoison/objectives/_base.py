@@ -367,7 +367,7 @@ class Objective:
         y = self._labels(y, encoded)
         params = self._grad_params(params)
         total = torch.zeros(self.n_params, device=self.device, dtype=self.dtype)
-        for sl in batch_slices(len(X), batch_size):
+        for sl in batch_slices(len(X), batch_size, even=True):
             features = self.as_features(X[sl])
             losses = self.loss.per_sample(functional_call(self.module, params, (features,)), y[sl])
             grads = torch.autograd.grad(
@@ -449,7 +449,7 @@ class Objective:
         y = self._labels(y, encoded)
         if self._affine is not None:
             return self._affine_feature_gradient(X, y, direction, params)
-        slices = list(batch_slices(len(X), batch_size))
+        slices = list(batch_slices(len(X), batch_size, even=True))
         if len(slices) == 1 and lagged is None:
             return self._autograd_feature_gradient(X, y, direction, params)
         gradient_sum = after_pass = None
