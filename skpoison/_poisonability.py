@@ -12,7 +12,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .objectives import CleanGradient, as_objective
 from .targets import TargetRecipe, resolve_target
-from ._utils import NumberInterval, check_feature_names, check_range
+from ._utils import NumberInterval, check_feature_names, check_range, with_autograd
 
 __all__ = ["PoisonabilityAnalyzer"]
 
@@ -147,6 +147,7 @@ class PoisonabilityAnalyzer(BaseEstimator):
         tags.input_tags.sparse = False
         return tags
 
+    @with_autograd
     @_fit_context(prefer_skip_nested_validation=False)
     def fit(self, X, y, clean_gradient=None):
         """Compute the threshold of the target on the clean data ``(X, y)``.
@@ -262,6 +263,7 @@ class PoisonabilityAnalyzer(BaseEstimator):
         bound = self.clean_.residual_lower_bound(eps, self._bounds)
         return float(bound) if bound.ndim == 0 else bound
 
+    @with_autograd
     def gradient_norm(self, X_poison, y_poison):
         """Relative gradient norm ``||g(chi)|| / ||g(mu)||`` of a given poison set.
 

@@ -1,10 +1,11 @@
-"""Device and dtype helpers, shared checks, batching and atomic file writes used across
-skpoison.
+"""Device and dtype helpers, shared checks, batching, grad mode and atomic file writes
+used across skpoison.
 
 Internal: not part of the public API (it may change without notice).  What a user needs
 is reachable from the public subpackages.
 """
 
+from ._autograd import with_autograd
 from ._batches import batch_slices, clean_batch_rows, rows_within
 from ._device import resolve_device, resolve_dtype, to_tensor
 from ._io import atomic_write
@@ -19,6 +20,7 @@ from ._validation import (
     is_torch_net,
     projection_box,
 )
+from ._warnings import user_stacklevel
 
 __all__ = [
     "NumberInterval",
@@ -37,4 +39,6 @@ __all__ = [
     "rows_within",
     "resolve_dtype",
     "to_tensor",
+    "user_stacklevel",
+    "with_autograd",
 ]

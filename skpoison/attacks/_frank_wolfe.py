@@ -12,7 +12,7 @@ from sklearn.utils._param_validation import HasMethods, StrOptions
 from sklearn.utils.validation import check_is_fitted
 from tqdm.auto import tqdm
 
-from .._utils import NumberInterval
+from .._utils import NumberInterval, with_autograd
 from ._base import (
     BATCH_CONSTRAINT,
     BOX_CONSTRAINTS,
@@ -277,6 +277,7 @@ class FrankWolfeCanceling(PoisonSampler):
         return [(1.0 - eta) * p for p in weights] + [eta]
 
     # ---------------------------------------------------------------------- fit
+    @with_autograd
     @_fit_context(prefer_skip_nested_validation=False)
     def fit(self, X, y):
         """Build the poison measure for the clean data ``(X, y)`` and round it.
@@ -369,6 +370,7 @@ class FrankWolfeCanceling(PoisonSampler):
         self.n_iter_ = len(history)
         self.converged_ = bool(converged)
 
+    @with_autograd
     def gradient_norm(self, X_poison=None, y_poison=None):
         """Relative gradient norm of a poison set (default: the fitted one)."""
         check_is_fitted(self)

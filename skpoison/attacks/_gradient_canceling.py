@@ -13,7 +13,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from tqdm.auto import tqdm
 
 from .._poisonability import PoisonabilityAnalyzer
-from .._utils import NumberInterval, all_finite, batch_slices, projection_box
+from .._utils import NumberInterval, all_finite, batch_slices, projection_box, with_autograd
 from .._utils._allocator import keep_freed_memory
 from .._utils._distributed import (
     all_gather_rows,
@@ -311,6 +311,7 @@ class GradientCanceling(PoisonSampler):
         return torch.cat([v.reshape(-1) for v in flat.values()])
 
     # ---------------------------------------------------------------------- fit
+    @with_autograd
     @_fit_context(prefer_skip_nested_validation=False)
     def fit(self, X, y, clean_gradient=None):
         """Build the poison for the clean data ``(X, y)``.
@@ -510,6 +511,7 @@ class GradientCanceling(PoisonSampler):
         """
         return super().fit_resample(X, y, clean_gradient=clean_gradient)
 
+    @with_autograd
     def gradient_norm(self, X_poison=None, y_poison=None):
         """Relative gradient norm of a poison set (default: the fitted one).
 

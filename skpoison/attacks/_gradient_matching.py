@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 
 from ..objectives import as_objective
 from ..targets._base import fit_source_estimator
-from .._utils import NumberInterval, batch_slices, clean_batch_rows
+from .._utils import NumberInterval, batch_slices, clean_batch_rows, with_autograd
 from ._base import (
     BATCH_CONSTRAINT,
     BOX_CONSTRAINTS,
@@ -308,6 +308,7 @@ class GradientMatching(PoisonSampler):
                     torch.clamp(X_p, low, high, out=X_p)
         return best_value, best_X, history
 
+    @with_autograd
     @_fit_context(prefer_skip_nested_validation=False)
     def fit(self, X, y):
         """Build the poison for the clean data ``(X, y)``.

@@ -11,7 +11,7 @@ from sklearn.utils._param_validation import HasMethods
 from sklearn.utils.validation import check_is_fitted
 from tqdm.auto import tqdm
 
-from .._utils import NumberInterval
+from .._utils import NumberInterval, with_autograd
 from ._base import (
     BATCH_CONSTRAINT,
     BOX_CONSTRAINTS,
@@ -199,6 +199,7 @@ class KKTAttack(PoisonSampler):
                 "for other models."
             )
 
+    @with_autograd
     @_fit_context(prefer_skip_nested_validation=False)
     def fit(self, X, y):
         """Build the distinct poison points and their multiplicities.
@@ -302,6 +303,7 @@ class KKTAttack(PoisonSampler):
         self.converged_ = bool(converged)
         return self
 
+    @with_autograd
     def gradient_norm(self, X_poison=None, y_poison=None):
         """Relative gradient norm of a poison set (default: the fitted one)."""
         check_is_fitted(self)

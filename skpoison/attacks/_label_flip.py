@@ -11,7 +11,7 @@ from sklearn.utils.validation import validate_data
 
 from ..objectives import as_objective
 from ..targets import TargetRecipe
-from .._utils import flip_labels
+from .._utils import flip_labels, with_autograd
 from ._base import COMMON_CONSTRAINTS, PoisonSampler, fit_analyzer, n_poison_points
 
 __all__ = ["LabelFlipAttack"]
@@ -149,6 +149,7 @@ class LabelFlipAttack(PoisonSampler):
             ]
         return np.stack(columns, axis=1)
 
+    @with_autograd
     @_fit_context(prefer_skip_nested_validation=False)
     def fit(self, X, y):
         """Choose the rows to copy and their flipped labels.

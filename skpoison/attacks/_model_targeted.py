@@ -12,7 +12,7 @@ from tqdm.auto import tqdm
 
 from ..objectives import as_objective
 from ..targets import TargetRecipe
-from .._utils import NumberInterval
+from .._utils import NumberInterval, with_autograd
 from ._base import BOX_CONSTRAINTS, COMMON_CONSTRAINTS, PoisonSampler, fit_analyzer
 
 __all__ = ["ModelTargetedAttack"]
@@ -210,6 +210,7 @@ class ModelTargetedAttack(PoisonSampler):
             best = int(torch.argmax(gaps(Z)))
         return Z[best].detach().cpu().numpy().astype(np.float64), labels[best]
 
+    @with_autograd
     @_fit_context(prefer_skip_nested_validation=False)
     def fit(self, X, y):
         """Add poison points one at a time, retraining the victim after each.

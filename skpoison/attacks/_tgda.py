@@ -18,7 +18,14 @@ from tqdm.auto import tqdm
 from ..objectives import as_objective, conjugate_gradient, loss_hessian_products
 from ..objectives._curvature import penalty_hessian_diagonal
 from ..targets import TargetRecipe
-from .._utils import NumberInterval, batch_slices, check_feature_names, clean_batch_rows
+from .._utils import (
+    NumberInterval,
+    batch_slices,
+    check_feature_names,
+    clean_batch_rows,
+    user_stacklevel,
+    with_autograd,
+)
 from ._base import (
     BATCH_CONSTRAINT,
     BOX_CONSTRAINTS,
@@ -354,6 +361,7 @@ class TGDA(PoisonSampler):
             )
         return clone(self.estimator).fit(X_fit, y_fit)
 
+    @with_autograd
     @_fit_context(prefer_skip_nested_validation=False)
     def fit(self, X, y):
         """Play the game on the clean data ``(X, y)`` and keep the leader's poison.
@@ -442,7 +450,7 @@ class TGDA(PoisonSampler):
                 f"cg_max_iter={self.cg_max_iter} iterations in {unsolved_steps} of "
                 f"{self.max_iter} leader steps; raise cg_max_iter or damping.",
                 ConvergenceWarning,
-                stacklevel=3,
+                stacklevel=user_stacklevel(),
             )
         self._store(X_p, y_poison, history, grad_x, self.max_iter)
         return self

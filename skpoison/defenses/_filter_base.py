@@ -22,7 +22,7 @@ from sklearn.utils.validation import validate_data
 
 from .._sampler import RowSampler
 from ..objectives import as_objective
-from .._utils import NumberInterval, batch_slices, is_torch_net, rows_within
+from .._utils import NumberInterval, batch_slices, is_torch_net, rows_within, with_autograd
 
 __all__ = ["BaseGradientFilter", "rows_per_chunk"]
 
@@ -115,6 +115,7 @@ class BaseGradientFilter(OutlierMixin, RowSampler):
         raise NotImplementedError
 
     # ---------------------------------------------------------------------- fit
+    @with_autograd
     @_fit_context(prefer_skip_nested_validation=False)
     def fit(self, X, y):
         """Score the rows of ``(X, y)`` and choose those to remove.

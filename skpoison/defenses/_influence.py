@@ -11,7 +11,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.utils._param_validation import StrOptions
 
 from ..objectives import conjugate_gradient, exact_hessian, hessian_vector_products
-from .._utils import NumberInterval, batch_slices, rows_within
+from .._utils import NumberInterval, batch_slices, rows_within, user_stacklevel
 from ._filter_base import BaseGradientFilter
 
 __all__ = ["InfluenceFilter"]
@@ -278,6 +278,6 @@ class InfluenceFilter(BaseGradientFilter):
                 f"in cg_max_iter={self.cg_max_iter} iterations for {failed} of "
                 f"{n_systems} systems; raise cg_max_iter or damping.",
                 ConvergenceWarning,
-                stacklevel=4,
+                stacklevel=user_stacklevel(),
             )
         return torch.cat(scores).cpu().numpy()

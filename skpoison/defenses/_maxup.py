@@ -5,6 +5,7 @@ from numbers import Integral, Real
 import torch
 from skorch.dataset import unpack_data
 
+from .._utils import with_autograd
 from ..models import SeededNeuralNetClassifier
 
 __all__ = ["MaxUpClassifier"]
@@ -125,6 +126,7 @@ class MaxUpClassifier(SeededNeuralNetClassifier):
         if isinstance(std, bool) or not isinstance(std, Real) or not (0 <= std < float("inf")):
             raise ValueError(f"perturbation_std must be a finite float >= 0, got {std!r}.")
 
+    @with_autograd
     def fit(self, X, y, **fit_params):
         """Initialise (unless ``warm_start``) and train with MaxUp, seeded.
 

@@ -26,7 +26,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_array
 
-from .._utils import class_indices, resolve_device
+from .._utils import class_indices, resolve_device, user_stacklevel, with_autograd
 from ._modules import CNN, MLP, LogisticRegressionNet, ResNet, infer_image_shape
 
 __all__ = ["NETS", "SeededNeuralNetClassifier", "make_net"]
@@ -275,6 +275,7 @@ class SeededNeuralNetClassifier(NeuralNetClassifier):
         )
 
     # ---------------------------------------------------------------- training
+    @with_autograd
     def fit(self, X, y, **fit_params):
         """Initialise (unless ``warm_start``) and train the net on ``(X, y)``, seeded.
 
@@ -298,6 +299,7 @@ class SeededNeuralNetClassifier(NeuralNetClassifier):
         with self._seeded():
             return super().fit(X, y, **fit_params)
 
+    @with_autograd
     def partial_fit(self, X, y=None, classes=None, **fit_params):
         """Train the net further on ``(X, y)`` (initialising it first if needed).
 
@@ -371,7 +373,7 @@ def _labels(y):
         warnings.warn(
             "A column-vector y was passed when a 1d array was expected; it is raveled.",
             DataConversionWarning,
-            stacklevel=4,
+            stacklevel=user_stacklevel(),
         )
         y = y[:, 0]
     if y.ndim != 1:

@@ -16,7 +16,15 @@ import torch
 from sklearn.exceptions import DataConversionWarning
 from torch.func import functional_call, grad, vmap
 
-from .._utils import batch_slices, class_indices, resolve_device, resolve_dtype, to_tensor
+from .._utils import (
+    batch_slices,
+    class_indices,
+    resolve_device,
+    resolve_dtype,
+    to_tensor,
+    user_stacklevel,
+    with_autograd,
+)
 from ._convolution import SeparateConvolutionGradients
 from ._losses import TrainingLoss
 from ._penalty import Penalty
@@ -279,7 +287,7 @@ class Objective:
                 f"on the meta device ({type(error).__name__}: {error}); clean batches are "
                 "sized by the input alone. Pass batch_size to bound their memory.",
                 RuntimeWarning,
-                stacklevel=2,
+                stacklevel=user_stacklevel(),
             )
             return 0
         finally:
@@ -313,7 +321,7 @@ class Objective:
             warnings.warn(
                 "A column-vector y was passed when a 1d array was expected; it is raveled.",
                 DataConversionWarning,
-                stacklevel=2,
+                stacklevel=user_stacklevel(),
             )
             y = y.ravel()
         index = class_indices(self.classes, y, owner="the target model")
@@ -356,6 +364,7 @@ class Objective:
         params = self.params if params is None else params
         return OrderedDict((k, v.detach().clone().requires_grad_(True)) for k, v in params.items())
 
+    @with_autograd
     def loss_gradient_sum(self, X, y, *, batch_size=None, encoded=False, params=None):
         """``sum_i grad_w l(z_i; w)`` over the rows of ``(X, y)``, streamed in batches.
 
@@ -387,6 +396,7 @@ class Objective:
         """``g(mu)``: the full objective gradient on ``(X, y)`` divided by its size."""
         return self.objective_gradient(X, y, batch_size=batch_size) / len(X)
 
+    @with_autograd
     def per_sample_gradients(self, X, y, *, encoded=False):
         """Per-sample gradients ``grad_w l(z_i; w)``, shape ``(m, n_params)`` (torch.func)."""
         X = self.as_features(X)
@@ -399,6 +409,7 @@ class Objective:
         grads = vmap(grad(single), in_dims=(None, 0, 0))(dict(self.params), X, y)
         return torch.cat([grads[k].reshape(len(X), -1) for k in self.params], dim=1)
 
+    @with_autograd
     def poison_feature_gradient(
         self, X, y, direction, *, encoded=False, batch_size=None, params=None, lagged=None
     ):

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from sklearn.utils import assert_all_finite
 
-from .._utils import clean_batch_rows
+from .._utils import clean_batch_rows, with_autograd
 from .._utils._distributed import all_reduce_sum, shard_slice
 
 __all__ = ["CleanGradient", "feasible_interval"]
@@ -108,6 +108,7 @@ class CleanGradient:
     (200, True)
     """
 
+    @with_autograd
     def __init__(self, objective, X, y, *, batch_size=None):
         self.objective = objective
         self.n_samples = n = len(X)

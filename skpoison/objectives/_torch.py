@@ -8,6 +8,7 @@ import numpy as np
 import torch
 from skorch import NeuralNet, NeuralNetClassifier
 
+from .._utils import user_stacklevel
 from ._base import Objective
 from ._losses import CrossEntropyLoss
 from ._penalty import Penalty
@@ -68,7 +69,7 @@ def _weight_decays(net, named):
                 "AdamW's decoupled weight decay is not a penalty of the training "
                 "objective; the objective is taken without it.",
                 UserWarning,
-                stacklevel=3,
+                stacklevel=user_stacklevel(),
             )
         return decays
     by_id = {id(p): name for name, p in named.items()}

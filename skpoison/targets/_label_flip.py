@@ -10,7 +10,7 @@ from sklearn.utils._param_validation import HasMethods
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import validate_data
 
-from .._utils import NumberInterval, flip_labels
+from .._utils import NumberInterval, flip_labels, with_autograd
 from ._base import TargetRecipe
 
 __all__ = ["LabelFlipTarget"]
@@ -71,6 +71,7 @@ class LabelFlipTarget(TargetRecipe):
         self.flip_fraction = flip_fraction
         self.random_state = random_state
 
+    @with_autograd
     @_fit_context(prefer_skip_nested_validation=False)
     def fit(self, X, y):
         """Flip a fraction of the labels and fit the estimator on the result.

@@ -21,7 +21,7 @@ from sklearn.utils._param_validation import HasMethods, StrOptions
 from sklearn.utils.validation import validate_data
 
 from ..objectives import as_objective
-from .._utils import NumberInterval, batch_slices
+from .._utils import NumberInterval, batch_slices, user_stacklevel, with_autograd
 from ._base import TargetRecipe, fit_source_estimator
 
 __all__ = ["GradPC", "RandomPC"]
@@ -343,6 +343,7 @@ class GradPC(TargetRecipe):
         n_val = min(n, max(1, int(round(self.validation_fraction * n))))
         return np.sort(rng.choice(n, size=n_val, replace=False))
 
+    @with_autograd
     @_fit_context(prefer_skip_nested_validation=False)
     def fit(self, X, y):
         """Fit (or take) the clean model and corrupt it by projected gradient ascent.
@@ -397,7 +398,7 @@ class GradPC(TargetRecipe):
                 "relative=True); the target equals the clean model. Use relative=False "
                 "for an absolute radius.",
                 UserWarning,
-                stacklevel=2,
+                stacklevel=user_stacklevel(),
             )
             n_steps = 0
         seed = int(rng.randint(0, 2**31 - 1))
@@ -436,7 +437,7 @@ class GradPC(TargetRecipe):
                     "there, e.g. a hinge loss with every margin beyond 1); stopping "
                     "with the iterate reached so far.",
                     UserWarning,
-                    stacklevel=3,
+                    stacklevel=user_stacklevel(),
                 )
                 break
             if not bool(torch.isfinite(direction).all()):
@@ -444,7 +445,7 @@ class GradPC(TargetRecipe):
                     f"GradPC: the loss gradient is not finite at step {it}; stopping "
                     "with the last finite iterate.",
                     RuntimeWarning,
-                    stacklevel=3,
+                    stacklevel=user_stacklevel(),
                 )
                 break
             candidate = _project(w + step * direction, w0, radius, self.norm)
@@ -459,7 +460,7 @@ class GradPC(TargetRecipe):
                     f"GradPC: the loss is not finite at step {it + 1}; stopping with "
                     "the last finite iterate.",
                     RuntimeWarning,
-                    stacklevel=3,
+                    stacklevel=user_stacklevel(),
                 )
                 break
             w, grad = candidate, next_grad
@@ -499,7 +500,7 @@ class GradPC(TargetRecipe):
                         f"GradPC: the loss gradient is not finite at step {it - 1}; "
                         "stopping with the last finite iterate.",
                         RuntimeWarning,
-                        stacklevel=3,
+                        stacklevel=user_stacklevel(),
                     )
                     record(w)
                     return w, best_w, history, it - 1
@@ -594,6 +595,7 @@ class RandomPC(TargetRecipe):
         self.random_state = random_state
         self.device = device
 
+    @with_autograd
     @_fit_context(prefer_skip_nested_validation=False)
     def fit(self, X, y):
         """Fit (or take) the clean model and move it along a random direction.

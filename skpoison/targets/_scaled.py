@@ -9,7 +9,7 @@ from sklearn.utils._param_validation import HasMethods
 from sklearn.utils.validation import validate_data
 
 from ..objectives import as_objective
-from .._utils import NumberInterval
+from .._utils import NumberInterval, with_autograd
 from ._base import TargetRecipe, fit_source_estimator
 
 __all__ = ["ScaledTarget"]
@@ -66,6 +66,7 @@ class ScaledTarget(TargetRecipe):
         self.estimator = estimator
         self.scale = scale
 
+    @with_autograd
     @_fit_context(prefer_skip_nested_validation=False)
     def fit(self, X, y):
         """Fit (or take) the source model and scale its output layer.
