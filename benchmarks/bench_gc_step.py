@@ -5,7 +5,9 @@ Prints, in one run (issue 11):
 1. seconds of one GC step over ``m`` poison rows divided by one plain torch training
    step (forward, backward, SGD update) over the same rows, for logistic regression,
    an MLP and the CNN, with ``batch_size=None``, in batches (two exact passes) and in
-   batches with ``lagged_residual=True`` (one pass);
+   batches with ``lagged_residual=True`` (one pass), all timed in turn, round after
+   round; and the lagged pass divided by a training step that accumulates its
+   gradient over the same batches;
 2. the attack's peak resident memory above the data (Linux: ``VmHWM`` after resetting
    it through ``/proc/self/clear_refs``) at two clean sizes and both batch modes;
 3. steps and seconds each optimizer needs to reach the relative gradient norm that
@@ -29,20 +31,22 @@ Usage::
     python benchmarks/bench_gc_step.py --preset issue      # the issue's sizes (slow)
 
 Sections 1 and 4 measured on the shared, loaded 2-core CPU (float32, torch 2.13,
-seed 0, default preset; CPU seconds, best of 5), with ``OMP_NUM_THREADS=1`` and, in
-brackets, torch's default threads (2 here, whatever the load leaves)::
+seed 0, default preset; CPU seconds, best of 5), with ``OMP_NUM_THREADS=1``
+(docs/performance.rst also has a run with torch's default threads)::
 
     1. GC step / training step   one pass     two passes    one lagged pass   (batch)
-       logreg  m=1800             1.72-1.76    1.72-1.74     1.70       (1.86)  256
-       mlp     m=1800 (hidden 256) 2.56-2.60    4.34-4.49     3.00-3.08  (3.48)  256
-       cnn     m=120              2.45-2.56    3.66-3.77     2.54-2.73  (2.49)  30
-       (two one-thread runs, malloc tuned as GradientCanceling.fit does; in
-       brackets the lagged pass with default threads.  Batches are
-       min(--batch-size, m / 4) rows, so the CNN takes several; the first version of
-       this table ran it in one batch of 256)
-       --preset issue (MLP hidden 784, CNN m=1800, batch 256, one thread, two runs):
-       logreg 1.54-1.67 / 1.56-1.61 / 1.56-1.62, mlp 2.50-2.53 / 3.86-4.11 /
-       2.68-2.79, cnn 2.43-2.66 / 3.41-3.75 / 2.30-2.59
+                                                        [lagged / batched training]
+       logreg  m=1800             1.77-1.80    1.72-1.77     1.58-1.70 [0.75-0.77] 256
+       mlp     m=1800 (hidden 256) 2.53-2.55    4.58-4.59     3.03-3.15 [2.38-2.42] 256
+       cnn     m=120              2.34-2.44    3.51-3.83     2.29-2.44 [2.23-2.53] 30
+       (two one-thread runs, malloc tuned as GradientCanceling.fit does; batches
+       of at most min(--batch-size, m / 4) rows, split evenly, so the CNN takes
+       several; the first version of this table ran it in one batch of 256)
+       --preset issue (MLP hidden 784, CNN m=1800, 8 batches of 225, one thread,
+       two runs): logreg 1.78 / 1.74-1.77 / 1.75-1.82 [0.88-1.03], mlp 2.62-2.80 /
+       3.88-4.22 / 2.90-2.95 [2.42-2.73], cnn 2.28-2.44 / 3.02-3.44 / 2.04-2.45
+       [2.43-2.48]; earlier runs on a quieter machine, with 7 batches of 256 and
+       one of 8: mlp 2.50-2.53 / 3.86-4.11 / 2.68-2.79
        (before convolutions recorded their gradients as separate ops, the CNN took
        3.36 / 4.02 / 2.99 there and 3.12-3.18 / 4.25-4.35 / 3.11-3.22 at m=120)
     2. peak RSS above the data (LR, MNIST float32, default threads): n=4000: +1.9 MiB
@@ -100,6 +104,7 @@ from sklearn.frozen import FrozenEstimator
 from sklearn.linear_model import LogisticRegression
 
 from skpoison import GradientCanceling, PoisonabilityAnalyzer
+from skpoison._utils import batch_slices
 from skpoison._utils._allocator import keep_freed_memory
 from skpoison.attacks._least_squares import ResidualMap
 from skpoison.datasets import load_digits
@@ -114,7 +119,7 @@ PRESETS = {
     "small": dict(m={"logreg": 1800, "mlp": 1800, "cnn": 120}, mlp_hidden=256,
                   memory_n=(4000, 16000), lr_n=6000, lr_reachable_eps=3.0, repeats=5),
     "issue": dict(m={"logreg": 1800, "mlp": 1800, "cnn": 1800}, mlp_hidden=784,
-                  memory_n=(10000, 60000), lr_n=42000, lr_reachable_eps=None, repeats=3),
+                  memory_n=(10000, 60000), lr_n=42000, lr_reachable_eps=None, repeats=5),
 }
 
 
@@ -125,12 +130,23 @@ def timed(fn, repeats):
     the ratios stable on a shared, loaded machine, where wall time mostly measures
     the other processes.
     """
-    fn()
-    best = math.inf
-    for _ in range(repeats):
-        start = time.process_time()
+    return timed_together({"fn": fn}, repeats)["fn"]
+
+
+def timed_together(fns, repeats):
+    """:func:`timed` for several functions, called in turn round after round.
+
+    Interleaved, a change in the machine's load during the run moves every
+    function's time alike, so the ratios between them hold.
+    """
+    for fn in fns.values():
         fn()
-        best = min(best, time.process_time() - start)
+    best = dict.fromkeys(fns, math.inf)
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            start = time.process_time()
+            fn()
+            best[name] = min(best[name], time.process_time() - start)
     return best
 
 
@@ -141,9 +157,12 @@ def step_ratios(X, y, preset, batch_size):
     # with like; without it the CNN's large buffers are page-faulted every step)
     keep_freed_memory()
     print("1. GC step / training step over the same m rows (seconds per step); batched: "
-          f"batches of min({batch_size}, m / 4) rows, two exact passes or one lagged pass")
+          f"batches of at most min({batch_size}, m / 4) rows, two exact passes or one "
+          "lagged pass; last: the lagged pass / a training step that accumulates the "
+          "gradient over the same batches")
     print(f"   {'model':8s} {'m':>5s} {'batch':>5s} {'train':>9s} {'GC one pass':>12s} "
-          f"{'ratio':>6s} {'GC batched':>11s} {'ratio':>6s} {'GC lagged':>10s} {'ratio':>6s}")
+          f"{'ratio':>6s} {'GC batched':>11s} {'ratio':>6s} {'GC lagged':>10s} {'ratio':>6s} "
+          f"{'train batched':>13s} {'lagged/it':>9s}")
     for name in ("logreg", "mlp", "cnn"):
         m = preset["m"][name]
         batch = min(batch_size, max(1, m // 4))  # several batches, also for the CNN
@@ -164,18 +183,34 @@ def step_ratios(X, y, preset, batch_size):
             objective.loss.per_sample(module(Xm), ym).mean().backward()
             sgd.step()
 
+        def train_step_batched(batch):
+            # the same update, its gradient accumulated over GC's batches
+            slices = list(batch_slices(m, batch, even=True))
+
+            def step():
+                sgd.zero_grad()
+                for rows in slices:
+                    (objective.loss.per_sample(module(Xm[rows]), ym[rows]).sum() / m).backward()
+                sgd.step()
+
+            return step
+
         def gc_step(batch, lagged=False):
             # what GradientCanceling computes per step: r and grad_X 0.5 ||r||^2 (the
             # lagged map's first call is exact: the warm-up of ``timed`` makes it)
             residual_map = ResidualMap(objective, ym, base, m, batch, lagged=lagged)
             return lambda: residual_map.residual_and_gradient(Xm)
 
-        train = timed(train_step, preset["repeats"])
-        one = timed(gc_step(None), preset["repeats"])
-        batched = timed(gc_step(batch), preset["repeats"])
-        lagged = timed(gc_step(batch, lagged=True), preset["repeats"])
+        times = timed_together({
+            "train": train_step, "one": gc_step(None), "batched": gc_step(batch),
+            "lagged": gc_step(batch, lagged=True), "train_batched": train_step_batched(batch),
+        }, preset["repeats"])
+        train, one, batched, lagged, train_batched = (
+            times[k] for k in ("train", "one", "batched", "lagged", "train_batched")
+        )
         print(f"   {name:8s} {m:5d} {batch:5d} {train:9.4f} {one:12.4f} {one / train:6.2f} "
-              f"{batched:11.4f} {batched / train:6.2f} {lagged:10.4f} {lagged / train:6.2f}")
+              f"{batched:11.4f} {batched / train:6.2f} {lagged:10.4f} {lagged / train:6.2f} "
+              f"{train_batched:13.4f} {lagged / train_batched:9.2f}")
 
 
 # --------------------------------------------------------------------- 2. memory

@@ -126,15 +126,17 @@ class GradientCanceling(PoisonSampler):
         ``None``: one pass over the poison per step.  An integer: two exact passes
         (first the poison gradient sum without a graph, then per batch the feature
         gradient), so memory is bounded by the batch and the result equals the
-        one-pass one.  Also used to stream the clean gradient.
+        one-pass one.  Also used to stream the clean gradient.  The rows are split
+        into ``ceil(m / batch_size)`` batches of equal size (within one row), so
+        1800 rows in batches of 256 make 8 of 225, not a last batch of 8.
     lagged_residual : bool, default=False
         With an integer ``batch_size`` and a target that is not affine (a net),
         one pass over the poison per step instead of two: each step's feature
         gradient uses the residual of the previous step (the first step is
         exact), so the result no longer equals the one-pass one.  It saves
         about one training step per step over two exact passes (on MNIST with
-        batches of 256: MLP 4.0 to 2.7 training steps, CNN on 1800 rows 3.6 to
-        2.4; :doc:`/performance`).  The result does not depend on the integer
+        batches of 256: MLP 3.9-4.2 to 2.7-3.0 training steps, CNN on 1800 rows
+        3.0-3.8 to 2.0-2.7; :doc:`/performance`).  The result does not depend on the integer
         ``batch_size`` (the direction lags even when the poison fits one batch)
         or on the number of ``torch.distributed`` ranks.  The residual,
         ``history_``, ``gradient_norm_`` and the choice of ``X_poison_`` stay
