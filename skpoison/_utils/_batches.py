@@ -17,10 +17,10 @@ def batch_slices(n, batch_size, *, even=False):
     By default every batch but the last holds ``batch_size`` rows, as a minibatch
     schedule wants.  Where batches only bound memory, ``even=True`` makes the same
     number of batches, ``ceil(n / batch_size)``, differ in size by at most one row,
-    so that no batch is a small remainder: a few rows cost nearly as much time as a
-    full batch (fixed per-call costs, and matrix products whose few rows run far below
-    the machine's speed: 8 rows of 784 features take about 4 times longer per row than
-    225 rows on one CPU thread).
+    so that no batch is a small remainder, whose rows cost several times more each
+    than a full batch's (fixed per-call costs, and matrix products on a few rows run
+    well below the machine's speed: 8 rows of 784 features take about 4 times longer
+    per row than 225 on one CPU thread).
 
     Examples
     --------

@@ -560,10 +560,10 @@ def _mean_feature_std(X, rows=4096):
         return all_reduce_sum(torch.from_numpy(partial)).numpy()
 
     total = np.zeros(X.shape[1])
-    for sl in batch_slices(len(own), rows) if len(own) else ():
+    for sl in batch_slices(len(own), rows, even=True) if len(own) else ():
         total += own[sl].sum(axis=0, dtype=np.float64)
     mean = global_sum(total) / n
     squares = np.zeros(X.shape[1])
-    for sl in batch_slices(len(own), rows) if len(own) else ():
+    for sl in batch_slices(len(own), rows, even=True) if len(own) else ():
         squares += np.square(own[sl] - mean).sum(axis=0)
     return float(np.mean(np.sqrt(global_sum(squares) / n)))

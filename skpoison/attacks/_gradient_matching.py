@@ -40,7 +40,7 @@ def reversed_gradient(objective, X, y, *, batch_size=None):
         (k, v.detach().clone().requires_grad_(True)) for k, v in objective.params.items()
     )
     total = torch.zeros(objective.n_params, device=objective.device, dtype=objective.dtype)
-    for sl in batch_slices(n, clean_batch_rows(n, X.shape[1], batch_size)):
+    for sl in batch_slices(n, clean_batch_rows(n, X.shape[1], batch_size), even=True):
         outputs = objective.outputs(X[sl], params)
         losses = objective.loss.reversed_per_sample(outputs, y[sl])
         grads = torch.autograd.grad(losses.sum(), list(params.values()), materialize_grads=True)
@@ -257,7 +257,7 @@ class GradientMatching(PoisonSampler):
         grad_x = torch.cat(
             [
                 objective.poison_feature_gradient(X_p[b], y_p[b], d, encoded=True)[0]
-                for b in batch_slices(len(X_p), self.batch_size)
+                for b in batch_slices(len(X_p), self.batch_size, even=True)
             ]
         )
         return _dissimilarity(unit_target, total), grad_x

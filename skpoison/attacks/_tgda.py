@@ -98,7 +98,7 @@ class _Game:
         params = self.objective.unflatten(w)
         return sum(
             self.objective.loss_gradient_sum(X[sl], y[sl], encoded=True, params=params)
-            for sl in batch_slices(len(X), self.rows)
+            for sl in batch_slices(len(X), self.rows, even=True)
         )
 
     def train_gradient(self, w, X_p):
@@ -116,7 +116,7 @@ class _Game:
         with torch.no_grad():
             total = sum(
                 float(self.objective.sample_losses(X[sl], y[sl], params, encoded=True).sum())
-                for sl in batch_slices(len(X), self.rows)
+                for sl in batch_slices(len(X), self.rows, even=True)
             )
         return total / len(X)
 
@@ -146,7 +146,7 @@ class _Game:
                 objective.poison_feature_gradient(
                     X_p[b], self.y_poison[b], s, encoded=True, params=params
                 )[0]
-                for b in batch_slices(len(X_p), self.batch_size)
+                for b in batch_slices(len(X_p), self.batch_size, even=True)
             ]
         )
         return grad_x.mul_(-1.0 / self.N), s, unsolved

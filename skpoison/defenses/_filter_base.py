@@ -97,7 +97,7 @@ class BaseGradientFilter(OutlierMixin, RowSampler):
         rows = rows_per_chunk(self.batch_size, len(X), objective.n_params)
         parts = [
             objective.per_sample_gradients(X[rows_slice], y[rows_slice])
-            for rows_slice in batch_slices(len(X), rows)
+            for rows_slice in batch_slices(len(X), rows, even=True)
         ]
         grads = torch.cat(parts) if parts else torch.zeros(0, objective.n_params)
         if not bool(torch.isfinite(grads).all()):

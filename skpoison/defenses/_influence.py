@@ -263,7 +263,7 @@ class InfluenceFilter(BaseGradientFilter):
         # rows in blocks: the gradient matrix is never held whole
         block = rows_within(len(X), p, _HESSIAN_CHUNK_ELEMENTS, self.batch_size)
         scores = []
-        for rows in batch_slices(len(X), block):
+        for rows in batch_slices(len(X), block, even=True):
             grads = self._per_sample_gradients(objective, X[rows], y[rows])
             if self.influence == "self":
                 solved, n_failed = solve(grads.T)

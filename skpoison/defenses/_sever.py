@@ -201,7 +201,7 @@ class SeverFilter(BaseGradientFilter):
     def _streamed_scores(self, objective, X, y, rng):
         """The same scores without holding the gradient matrix: three kinds of passes."""
         rows = rows_per_chunk(self.batch_size, len(X), objective.n_params)
-        chunks = list(batch_slices(len(X), rows))
+        chunks = list(batch_slices(len(X), rows, even=True))
         mean = objective.loss_gradient_sum(X, y, batch_size=rows) / len(X)
 
         def centred(chunk):

@@ -100,7 +100,7 @@ def exact_hessian(objective, X, y, batch_size=None, *, params=None):
     flat = _flat(objective, params)
     rows = rows_within(n, p, _HESSIAN_CHUNK_ELEMENTS, batch_size)
     H = torch.zeros(p, p, device=objective.device, dtype=objective.dtype)
-    for chunk in batch_slices(n, rows):
+    for chunk in batch_slices(n, rows, even=True):
         H += hessian(_loss_sum(objective, X[chunk], y[chunk]))(flat)
     H += torch.diag(penalty_hessian_diagonal(objective, n))
     return H / n
@@ -128,7 +128,7 @@ def loss_hessian_products(objective, X, y, batch_size=None, *, params=None):
         k = V.shape[1]
         rows = rows_within(n, k, _HESSIAN_CHUNK_ELEMENTS, batch_size)
         out = torch.zeros_like(V)
-        for chunk in batch_slices(n, rows):
+        for chunk in batch_slices(n, rows, even=True):
             gradient = grad(_loss_sum(objective, X[chunk], y[chunk]))
 
             def column(v, gradient=gradient):

@@ -375,7 +375,7 @@ class GradPC(TargetRecipe):
             params = objective.unflatten(w)
             m = n_val if rows is None else len(rows)
             total, grad = 0.0, torch.zeros_like(w)
-            for sl in batch_slices(m, _CHUNK):
+            for sl in batch_slices(m, _CHUNK, even=True):
                 idx = sl if rows is None else rows[sl]
                 chunk = objective.sample_losses(
                     X_val[idx], y_val[idx], params=params, encoded=True
