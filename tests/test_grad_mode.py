@@ -23,7 +23,7 @@ from skpoison.attacks import (
 from skpoison.datasets import load_digits
 from skpoison.defenses import InfluenceFilter, MaxUpClassifier, SeverFilter
 from skpoison.models import MLP, make_net
-from skpoison.objectives import as_objective
+from skpoison.objectives import BinaryMarginLoss, CleanGradient, as_objective
 from skpoison.targets import GradPC, LabelFlipTarget, RandomPC, ScaledTarget
 
 MODES = {"no_grad": torch.no_grad, "inference_mode": torch.inference_mode}
@@ -109,8 +109,23 @@ def test_same_result_inside_a_no_gradient_mode(make, model, mode, digits, clean_
     expected = _result(make(clean), X, y)
     with MODES[mode]():
         found = _result(make(clean), X, y)
-    assert torch.is_grad_enabled() and not torch.is_inference_mode_enabled()
+        assert not torch.is_grad_enabled()  # the caller's mode holds again
+        assert torch.is_inference_mode_enabled() == (mode == "inference_mode")
     np.testing.assert_array_equal(found, expected)
+
+
+@pytest.mark.parametrize("mode", sorted(MODES))
+@pytest.mark.parametrize("model", ["lr", "net"])
+def test_gradient_norm_inside_a_no_gradient_mode(model, mode, digits, clean_models):
+    X, y = digits
+    clean = clean_models[model]
+    attack = GradientCanceling(_pc(clean), epsilon_d=0.2, max_iter=3, random_state=0).fit(X, y)
+    analyzer = PoisonabilityAnalyzer(_pc(clean)).fit(X, y)
+    X_p, y_p = attack.X_poison_, attack.y_poison_
+    expected = attack.gradient_norm(), analyzer.gradient_norm(X_p, y_p)
+    with MODES[mode]():
+        found = attack.gradient_norm(), analyzer.gradient_norm(X_p, y_p)
+    assert found == expected
 
 
 @pytest.mark.parametrize("mode", sorted(MODES))
@@ -131,14 +146,37 @@ def test_nets_train_inside_a_no_gradient_mode(mode, digits):
         np.testing.assert_array_equal(found, expected, err_msg=name)
 
 
-def test_objective_gradients_inside_no_grad(digits, clean_models):
+@pytest.mark.parametrize("mode", sorted(MODES))
+@pytest.mark.parametrize("model", ["lr", "net"])
+def test_objective_gradients_of_tensors_made_inside_the_mode(model, mode, digits,
+                                                             clean_models):
+    # tensors made inside torch.inference_mode() cannot join a graph unless copied
     X, y = digits
-    objective = as_objective(clean_models["net"], device="cpu", dtype="float64")
+    objective = as_objective(clean_models[model], device="cpu", dtype="float64")
     direction = torch.ones(objective.n_params, dtype=torch.float64)
-    expected = objective.poison_feature_gradient(X[:20], y[:20], direction)[0]
-    total = objective.loss_gradient_sum(X, y)
-    with torch.no_grad():
-        found = objective.poison_feature_gradient(X[:20], y[:20], direction)[0]
-        np.testing.assert_array_equal(objective.loss_gradient_sum(X, y).numpy(), total.numpy())
+
+    def gradients(X, labels):
+        return (
+            objective.poison_feature_gradient(X[:20], labels[:20], direction, encoded=True)[0],
+            objective.loss_gradient_sum(X, labels, encoded=True),
+            CleanGradient(objective, X, labels).gradient,
+        )
+
+    expected = gradients(objective.as_features(X), objective.encode_labels(y))
+    with MODES[mode]():
+        found = gradients(objective.as_features(X), objective.encode_labels(y))
+    for a, b in zip(found, expected):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+@pytest.mark.parametrize("mode", sorted(MODES))
+def test_margin_loss_derivatives_inside_the_mode(mode):
+    loss = BinaryMarginLoss("logistic")
+    h = torch.linspace(-2, 2, 7, dtype=torch.float64)[:, None]
+    t = torch.tensor([1.0, -1, 1, 1, -1, 1, -1], dtype=torch.float64)
+    expected = loss.output_derivatives(h, t)[0]
+    with MODES[mode]():
+        found = loss.output_derivatives(h.clone(), t.clone())[0]
+    # the logistic loss log(1 + exp(-t h)): its derivative in h is -t / (1 + exp(t h))
+    np.testing.assert_allclose(found.numpy()[:, 0], (-t / (1 + torch.exp(t * h[:, 0]))).numpy())
     np.testing.assert_array_equal(found.numpy(), expected.numpy())
-    assert not found.requires_grad

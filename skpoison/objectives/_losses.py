@@ -12,6 +12,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .._utils import with_autograd
 from ._margins import MARGIN_LOSSES, _margin_union_bounds, softmax_bounds, squared_bounds
 
 __all__ = [
@@ -52,6 +53,7 @@ class TrainingLoss:
         """Per-sample losses for outputs ``h`` of shape ``(m, k)`` and encoded labels ``y``."""
         raise NotImplementedError
 
+    @with_autograd
     def output_derivatives(self, h, y):
         """First derivative of the loss in the outputs, and its second derivative's product.
 
@@ -65,8 +67,7 @@ class TrainingLoss:
         outputs only; subclasses give closed forms.
         """
         h = h.detach().requires_grad_(True)
-        with torch.enable_grad():
-            (g,) = torch.autograd.grad(self.per_sample(h, y).sum(), h, create_graph=True)
+        (g,) = torch.autograd.grad(self.per_sample(h, y).sum(), h, create_graph=True)
 
         def hessian_product(s):
             if not g.requires_grad:  # piecewise-linear losses: no curvature
@@ -137,15 +138,15 @@ class BinaryMarginLoss(TrainingLoss):
     def per_sample(self, h, y):
         return self.spec.loss(y * h[:, 0])
 
+    @with_autograd
     def _margin_derivatives(self, t):
         """``l'(t)`` and ``l''(t)`` elementwise, by autograd on the margin loss itself
         (so kinks follow the same conventions as the loss's autograd gradient)."""
         t = t.detach().requires_grad_(True)
-        with torch.enable_grad():
-            (first,) = torch.autograd.grad(self.spec.loss(t).sum(), t, create_graph=True)
-            if not first.requires_grad:  # hinge: piecewise linear
-                return first.detach(), torch.zeros_like(first)
-            (second,) = torch.autograd.grad(first.sum(), t, materialize_grads=True)
+        (first,) = torch.autograd.grad(self.spec.loss(t).sum(), t, create_graph=True)
+        if not first.requires_grad:  # hinge: piecewise linear
+            return first.detach(), torch.zeros_like(first)
+        (second,) = torch.autograd.grad(first.sum(), t, materialize_grads=True)
         return first.detach(), second
 
     def output_derivatives(self, h, y):
