@@ -12,6 +12,7 @@ import argparse
 import os
 import re
 import sys
+import warnings
 
 from . import __version__
 from ._choices import (
@@ -636,48 +637,56 @@ def main(argv=None):
     parser = build_parser()
     subparsers = _subparsers(parser)
     args = parser.parse_args(argv)
-    rank, created = 0, False
-    stages = None if args.quiet or not sys.stderr.isatty() else _Stages()
-    try:
-        rank, created = _init_distributed(args)
-        if rank:  # under torchrun every rank runs the job; rank 0 alone reports
-            stages, args.output, args.quiet = None, None, True
-        out = _run(args, subparsers, stages)
-        if not rank:
-            print(out, flush=True)
-    except KeyboardInterrupt:
-        _close(stages)
-        print("skpoison: interrupted", file=sys.stderr)
-        return 130
-    except BrokenPipeError:
-        # the reader went away (e.g. `| head`): stop quietly, as Unix tools do
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 1
-    except MemoryError:
-        _close(stages)
-        print("skpoison: error: out of memory; use a smaller --epsilon-d or dataset",
-              file=sys.stderr)
-        return 1
-    except Exception as exc:  # every failure is one line, never a traceback
-        _close(stages)
-        from .datasets._mnist import MNISTNotFoundError
+    with warnings.catch_warnings():  # the caller's warning display, restored on return
+        warnings.showwarning = _one_line_warning
+        rank, created = 0, False
+        stages = None if args.quiet or not sys.stderr.isatty() else _Stages()
+        try:
+            rank, created = _init_distributed(args)
+            if rank:  # under torchrun every rank runs the job; rank 0 alone reports
+                stages, args.output, args.quiet = None, None, True
+            out = _run(args, subparsers, stages)
+            if not rank:
+                print(out, flush=True)
+        except KeyboardInterrupt:
+            _close(stages)
+            print("skpoison: interrupted", file=sys.stderr)
+            return 130
+        except BrokenPipeError:
+            # the reader went away (e.g. `| head`): stop quietly, as Unix tools do
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 1
+        except MemoryError:
+            _close(stages)
+            print("skpoison: error: out of memory; use a smaller --epsilon-d or dataset",
+                  file=sys.stderr)
+            return 1
+        except Exception as exc:  # every failure is one line, never a traceback
+            _close(stages)
+            from .datasets._mnist import MNISTNotFoundError
 
-        if isinstance(exc, MNISTNotFoundError):
-            message = _mnist_message(exc)
-        elif isinstance(exc, (ValueError, TypeError, OSError)):
-            message = str(exc)
-        else:
-            message = f"{type(exc).__name__}: {exc}"
-        message = " ".join(message.split())  # one line
-        where = f" (rank {rank})" if rank else ""
-        print(f"skpoison{where}: error: {message}", file=sys.stderr)
-        return 1
-    finally:
-        if created:
-            import torch.distributed as dist
+            if isinstance(exc, MNISTNotFoundError):
+                message = _mnist_message(exc)
+            elif isinstance(exc, (ValueError, TypeError, OSError)):
+                message = str(exc)
+            else:
+                message = f"{type(exc).__name__}: {exc}"
+            message = " ".join(message.split())  # one line
+            where = f" (rank {rank})" if rank else ""
+            print(f"skpoison{where}: error: {message}", file=sys.stderr)
+            return 1
+        finally:
+            if created:
+                import torch.distributed as dist
 
-            dist.destroy_process_group()
-    return 0
+                dist.destroy_process_group()
+        return 0
+
+
+def _one_line_warning(message, category, filename, lineno, file=None, line=None):
+    # like the errors: one line on stderr, without the source line of library code
+    text = " ".join(str(message).split())
+    print(f"skpoison: warning: {text} ({category.__name__})", file=sys.stderr)
 
 
 def _close(stages):

@@ -6,6 +6,7 @@ import os
 import stat
 import subprocess
 import sys
+import warnings
 
 import pytest
 import torch
@@ -302,6 +303,26 @@ def test_ctrl_c_exits_130_with_one_line(monkeypatch, capsys):
     assert main(ATTACK_OR) == 130
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["skpoison: interrupted"]
+
+
+def test_warnings_are_one_line_each(monkeypatch, capsys):
+    from sklearn.exceptions import ConvergenceWarning
+
+    def warns_then_stops(*args, **kwargs):
+        warnings.warn("TGDA: conjugate gradients did not\n converge", ConvergenceWarning)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(skpoison.experiments, "attack_report", warns_then_stops)
+    shown = warnings.showwarning
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        assert main(ATTACK_OR) == 130
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        "skpoison: warning: TGDA: conjugate gradients did not converge (ConvergenceWarning)",
+        "skpoison: interrupted",
+    ]
+    assert warnings.showwarning is shown  # the caller's display is back
 
 
 # ------------------------------------------------------------------ threads

@@ -10,7 +10,9 @@ import pytest
 import torch
 from sklearn.exceptions import ConvergenceWarning, DataConversionWarning
 from sklearn.frozen import FrozenEstimator
+from imblearn.pipeline import make_pipeline
 from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import GridSearchCV, cross_val_score
 
 from skpoison import GradientCanceling
 from skpoison.attacks import TGDA
@@ -71,6 +73,27 @@ CASES = {
         DataConversionWarning,
         lambda X, y: as_objective(LogisticRegression(max_iter=50).fit(X, y)).encode_labels(
             y[:, None]
+        ),
+    ),
+    "InfluenceFilter in an imbalanced-learn Pipeline": (
+        ConvergenceWarning,
+        lambda X, y: make_pipeline(
+            InfluenceFilter(LogisticRegression(max_iter=50), solver="cg", cg_max_iter=1),
+            LogisticRegression(max_iter=50),
+        ).fit(X, y),
+    ),
+    "GradPC in a GridSearchCV": (
+        UserWarning,
+        lambda X, y: GridSearchCV(
+            GradPC(FrozenEstimator(_zero_model(X, y)), relative=True, random_state=0),
+            {"epsilon_w": [0.1, 0.2]}, cv=2,
+        ).fit(X, y),
+    ),
+    "a net's column-vector y in cross_val_score": (
+        DataConversionWarning,
+        lambda X, y: cross_val_score(
+            make_net("mlp", hidden_size=8, max_epochs=1, random_state=0, device="cpu"),
+            X, y[:, None], cv=2,
         ),
     ),
     "AdamW's weight decay (as_objective)": (
