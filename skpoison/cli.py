@@ -684,9 +684,12 @@ def main(argv=None):
 
 
 def _one_line_warning(message, category, filename, lineno, file=None, line=None):
-    # like the errors: one line on stderr, without the source line of library code
+    # like the errors: one line on stderr, without the source line of library code;
+    # tqdm's write moves an open progress line below the warning instead of gluing
+    from tqdm import tqdm
+
     text = " ".join(str(message).split())
-    print(f"skpoison: warning: {text} ({category.__name__})", file=sys.stderr)
+    tqdm.write(f"skpoison: warning: {text} ({category.__name__})", file=sys.stderr)
 
 
 def _close(stages):

@@ -448,3 +448,24 @@ def test_missing_matplotlib_is_reported(tmp_path, monkeypatch, capsys):
     assert "gradient_norms.png (not written: matplotlib" in written[0]
     assert "phase_transition.png (not written: matplotlib" in written[0]
     assert sorted(os.listdir(folder)) == ["results.json", "table.md"]
+
+
+def test_a_warning_on_a_terminal_takes_its_own_line(monkeypatch):
+    # with a stage's progress line open, the warning goes on a line of its own
+    # (tqdm clears the open line, prints the warning and draws the stage again)
+    from sklearn.exceptions import ConvergenceWarning
+
+    def warns_in_a_stage(*args, progress=None, **kwargs):
+        progress("running the attack")
+        warnings.warn("did not converge", ConvergenceWarning)
+        raise KeyboardInterrupt
+
+    terminal = _Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    monkeypatch.setattr(skpoison.experiments, "attack_report", warns_in_a_stage)
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        assert main(ATTACK_OR) == 130
+    segments = [s.strip() for s in terminal.getvalue().replace("\r", "\n").split("\n")]
+    assert "skpoison: warning: did not converge (ConvergenceWarning)" in segments
+    assert any(s.startswith("[skpoison] running the attack") for s in segments)

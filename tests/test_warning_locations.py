@@ -119,3 +119,26 @@ def test_warnings_name_the_callers_line(case, digits):
     assert all(w.filename == __file__ for w in ours), [
         (w.filename, w.lineno, str(w.message)[:60]) for w in ours
     ]
+
+
+def test_a_warning_at_import_time_names_the_importing_line(tmp_path, monkeypatch):
+    # a library module that warns while it is imported: between its frame and the
+    # user's import line lie the import machinery's frames, which warnings.warn skips
+    import sys
+
+    from skpoison._utils import _warnings
+
+    library = tmp_path / "warning_library"
+    library.mkdir()
+    (library / "__init__.py").write_text(
+        "import warnings\n"
+        "from skpoison._utils import user_stacklevel\n"
+        "warnings.warn('imported', UserWarning, stacklevel=user_stacklevel())\n"
+    )
+    monkeypatch.setattr(_warnings, "_FOLDERS", _warnings._FOLDERS + (str(library) + "/",))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "warning_library", raising=False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        import warning_library  # noqa: F401
+    assert [(w.filename, str(w.message)) for w in caught] == [(__file__, "imported")]

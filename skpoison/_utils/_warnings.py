@@ -32,6 +32,11 @@ def _library_frame(filename):
     return filename.startswith(_FOLDERS) or filename in _FILES
 
 
+def _import_machinery(filename):
+    # the frames warnings.warn itself skips, and does not count, for stacklevel
+    return "importlib" in filename and "_bootstrap" in filename
+
+
 def user_stacklevel():
     """``stacklevel`` for ``warnings.warn`` that names the first frame outside skpoison.
 
@@ -55,6 +60,10 @@ def user_stacklevel():
     2
     """
     frame, level = sys._getframe(1), 1
-    while frame.f_back is not None and _library_frame(frame.f_code.co_filename):
-        frame, level = frame.f_back, level + 1
+    while frame.f_back is not None and (
+        _library_frame(frame.f_code.co_filename)
+        or _import_machinery(frame.f_code.co_filename)
+    ):
+        frame = frame.f_back
+        level += not _import_machinery(frame.f_code.co_filename)
     return level
