@@ -140,5 +140,6 @@ def test_a_warning_at_import_time_names_the_importing_line(tmp_path, monkeypatch
     monkeypatch.delitem(sys.modules, "warning_library", raising=False)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        import warning_library  # noqa: F401
+        import warning_library
     assert [(w.filename, str(w.message)) for w in caught] == [(__file__, "imported")]
+    assert sys.modules["warning_library"] is warning_library
