@@ -37,16 +37,18 @@ seed 0, default preset; CPU seconds, best of 5), with ``OMP_NUM_THREADS=1``
     1. GC step / training step   one pass     two passes    one lagged pass   (batch)
                                                         [lagged / batched training]
        logreg  m=1800             1.77-1.80    1.72-1.77     1.58-1.70 [0.75-0.77] 256
-       mlp     m=1800 (hidden 256) 2.53-2.55    4.58-4.59     3.03-3.15 [2.38-2.42] 256
+       mlp     m=1800 (hidden 256) 2.26-2.37    3.66-3.92     2.62-2.75 [1.92-1.99] 256
        cnn     m=120              2.34-2.44    3.51-3.83     2.29-2.44 [2.23-2.53] 30
        (two one-thread runs, malloc tuned as GradientCanceling.fit does; batches
        of at most min(--batch-size, m / 4) rows, split evenly, so the CNN takes
        several; the first version of this table ran it in one batch of 256)
        --preset issue (MLP hidden 784, CNN m=1800, 8 batches of 225, one thread,
-       two runs): logreg 1.78 / 1.74-1.77 / 1.75-1.82 [0.88-1.03], mlp 2.62-2.80 /
-       3.88-4.22 / 2.90-2.95 [2.42-2.73], cnn 2.28-2.44 / 3.02-3.44 / 2.04-2.45
-       [2.43-2.48]; earlier runs on a quieter machine, with 7 batches of 256 and
-       one of 8: mlp 2.50-2.53 / 3.86-4.11 / 2.68-2.79
+       two runs): logreg 1.78 / 1.74-1.77 / 1.75-1.82 [0.88-1.03], mlp 2.22-2.43 /
+       3.27-3.33 / 2.44-2.54 [2.16-2.23] (three later runs), cnn 2.28-2.44 /
+       3.02-3.44 / 2.04-2.45 [2.43-2.48]
+       (the mlp rows are with its feature gradient written out; with autograd's
+       double backward they read 2.53-2.55 / 4.58-4.59 / 3.03-3.15 [2.38-2.42]
+       and, issue preset, 2.62-2.80 / 3.88-4.22 / 2.90-2.95 [2.42-2.73])
        (before convolutions recorded their gradients as separate ops, the CNN took
        3.36 / 4.02 / 2.99 there and 3.12-3.18 / 4.25-4.35 / 3.11-3.22 at m=120)
     2. peak RSS above the data (LR, MNIST float32, default threads): n=4000: +1.9 MiB

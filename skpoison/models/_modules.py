@@ -198,6 +198,17 @@ class MLP(nn.Module):
         X = self.drop(act(self.fc2(X), self.negative_slope))
         return self.fc3(X)
 
+    @property
+    def perceptron_layers(self):
+        """``(layer name, slope of the leaky ReLU after it)`` per linear layer.
+
+        ``None`` for the output layer.  Objectives read it to compute Gradient
+        Canceling's feature gradient in closed form (the forward in eval mode
+        flattens the rows and runs these layers).
+        """
+        slope = self.negative_slope
+        return (("fc1", slope), ("fc2", slope), ("fc3", None))
+
 
 class CNN(nn.Module):
     """The paper's small CNN: two 3x3 convolutions, max-pooling, two linear layers.

@@ -28,6 +28,7 @@ from .._utils import (
 from ._convolution import SeparateConvolutionGradients
 from ._losses import TrainingLoss
 from ._penalty import Penalty
+from ._perceptron import perceptron_feature_gradient, perceptron_layers
 
 __all__ = ["Objective"]
 
@@ -125,6 +126,10 @@ class Objective:
         self._convolutions = any(
             isinstance(m, (torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d))
             for m in self.module.modules()
+        )
+        # multilayer perceptrons get the feature gradient in closed form
+        self._perceptron = None if self._affine is not None else perceptron_layers(
+            self.module, self.params
         )
 
     @property
@@ -424,7 +429,11 @@ class Objective:
         outputs ``h_j = W x_j + b``, ``g_j = dl/dh_j`` and ``H_j = d^2 l / dh_j^2``
         (:meth:`TrainingLoss.output_derivatives`), the gradient for row ``j`` is
         ``R_W^T g_j + W^T H_j (R_W x_j + r_b)`` where ``(R_W, r_b)`` is ``r`` split
-        like ``(W, b)``.  Other models differentiate twice with autograd.
+        like ``(W, b)``.  Multilayer perceptrons (:class:`~skpoison.models.MLP`, and
+        a :class:`torch.nn.Sequential` of linear layers with ReLU or leaky ReLU
+        activations) use the same products as the double backward, written out
+        without autograd's graph (module ``skpoison.objectives._perceptron``).  Other
+        models differentiate twice with autograd.
 
         Parameters
         ----------
@@ -462,7 +471,7 @@ class Objective:
             return self._affine_feature_gradient(X, y, direction, params)
         slices = list(batch_slices(len(X), batch_size, even=True))
         if len(slices) == 1 and lagged is None:
-            return self._autograd_feature_gradient(X, y, direction, params)
+            return self._batch_feature_gradient(X, y, direction, params)
         gradient_sum = after_pass = None
         if callable(direction) and lagged is not None:  # one pass along the lagged r
             direction, after_pass = lagged, direction
@@ -473,14 +482,40 @@ class Objective:
             direction = direction(gradient_sum)
         grad_x = torch.empty_like(X)
         total = torch.zeros(self.n_params, device=self.device, dtype=self.dtype)
-        leaves = self._grad_params(params)  # one copy for all batches
+        # one copy of the parameters for all batches (the closed form needs none)
+        leaves = self._grad_params(params) if self._perceptron is None else None
         for sl in slices:
-            grad_x[sl], _ = self._autograd_feature_gradient(
-                X[sl], y[sl], direction, leaves=leaves, into=total
+            grad_x[sl], _ = self._batch_feature_gradient(
+                X[sl], y[sl], direction, params, leaves=leaves, into=total,
+                gradient_sum=gradient_sum is None,
             )
         if after_pass is not None:  # the exact residual, from this pass's sum
             after_pass(total)
         return grad_x, (total if gradient_sum is None else gradient_sum)
+
+    def _batch_feature_gradient(self, X, y, direction, params=None, *, leaves=None, into=None,
+                                gradient_sum=True):
+        """One batch of :meth:`poison_feature_gradient` (models that are not affine).
+
+        Multilayer perceptrons (:func:`~skpoison.objectives._perceptron.perceptron_layers`)
+        use the closed form on flat rows of the right width; other models, and rows
+        a perceptron would reject, the double backward.  ``gradient_sum=False``
+        (with a tensor ``direction``) lets the closed form skip the batch's gradient
+        sum, which the double backward computes anyway.
+        """
+        if self._perceptron is not None:
+            layers, flatten = self._perceptron
+            rows = X.reshape(len(X), -1) if flatten else X
+            if rows.dim() == 2 and rows.shape[1] == self.params[layers[0][0]].shape[1]:
+                values = leaves if leaves is not None else self.params if params is None else params
+                grad_x, total = perceptron_feature_gradient(
+                    layers, values, self.loss, rows, y, direction, into,
+                    gradient_sum=gradient_sum,
+                )
+                return grad_x.reshape(X.shape), total
+        return self._autograd_feature_gradient(
+            X, y, direction, params, leaves=leaves, into=into
+        )
 
     def _autograd_feature_gradient(self, X, y, direction, params=None, *, leaves=None, into=None):
         """One batch of :meth:`poison_feature_gradient` by double backward.

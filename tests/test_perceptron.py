@@ -1,0 +1,173 @@
+"""The closed-form feature gradient of multilayer perceptrons against the double backward.
+
+Gradient Canceling's feature gradient ``grad_X <r, sum_j grad_w l(x_j)>`` of an MLP is
+written out layer by layer (``skpoison.objectives._perceptron``); these tests compare
+it, and the gradient sum it returns, with autograd's double backward of the same
+objective (the objective copied with the closed form switched off), and check which
+modules get it.
+"""
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from skpoison.attacks import GradientCanceling
+from skpoison.models import MLP, make_net
+from skpoison.objectives import (
+    BinaryMarginLoss,
+    CrossEntropyLoss,
+    Objective,
+    SquaredLoss,
+    as_objective,
+)
+from skpoison.objectives._perceptron import perceptron_layers
+
+F64 = dict(device="cpu", dtype="float64")
+
+
+def _objective(module, loss, classes):
+    module = module.double()
+    params = {k: v.detach() for k, v in module.named_parameters()}
+    return Objective(module, params, loss=loss, classes=classes, **F64)
+
+
+def _cases():
+    torch.manual_seed(0)
+    three = np.arange(3)
+    return [
+        ("MLP", _objective(MLP(n_features=6, n_classes=3, hidden_size=5), CrossEntropyLoss(),
+                           three)),
+        ("Sequential, ReLU and dropout", _objective(nn.Sequential(
+            nn.Linear(6, 7), nn.ReLU(), nn.Dropout(0.5), nn.Linear(7, 4), nn.LeakyReLU(0.1),
+            nn.Identity(), nn.Linear(4, 3)), CrossEntropyLoss(), three)),
+        ("Sequential, a layer without bias", _objective(nn.Sequential(
+            nn.Flatten(), nn.Linear(6, 5, bias=False), nn.LeakyReLU(0.3), nn.Linear(5, 3)),
+            CrossEntropyLoss(), three)),
+        ("Sequential, one layer", _objective(nn.Sequential(nn.Linear(6, 3)),
+                                             CrossEntropyLoss(), three)),
+        ("binary logistic margin", _objective(nn.Sequential(
+            nn.Linear(6, 5), nn.ReLU(), nn.Linear(5, 1)), BinaryMarginLoss("logistic"),
+            np.arange(2))),
+        ("hinge margin (no curvature)", _objective(nn.Sequential(
+            nn.Linear(6, 5), nn.ReLU(), nn.Linear(5, 1)), BinaryMarginLoss("hinge"),
+            np.arange(2))),
+        ("squared loss", _objective(nn.Sequential(
+            nn.Linear(6, 5), nn.LeakyReLU(0.2), nn.Linear(5, 2)), SquaredLoss(), None)),
+    ]
+
+
+@pytest.mark.parametrize("name, objective", _cases(), ids=[c[0] for c in _cases()])
+def test_closed_form_matches_double_backward(name, objective):
+    assert objective._perceptron is not None
+    generic = copy.copy(objective)
+    generic._perceptron = None
+    rng = np.random.RandomState(1)
+    X = torch.as_tensor(rng.normal(size=(17, 6)))
+    if objective.classes is None:
+        y = torch.as_tensor(rng.normal(size=(17, 2)))
+    else:
+        y = objective.encode_labels(objective.classes[rng.randint(len(objective.classes), size=17)])
+    base = torch.as_tensor(rng.normal(size=objective.n_params))
+
+    def direction(s):
+        return base + s / 7.0
+
+    moved = {k: v + 0.3 * torch.as_tensor(rng.normal(size=v.shape))
+             for k, v in objective.params.items()}
+    for batch_size, lagged, params in [(None, None, None), (5, None, None), (5, base, None),
+                                       (None, None, moved), (4, None, moved)]:
+        got, got_sum = objective.poison_feature_gradient(
+            X, y, direction, encoded=True, batch_size=batch_size, lagged=lagged, params=params
+        )
+        expected, expected_sum = generic.poison_feature_gradient(
+            X, y, direction, encoded=True, batch_size=batch_size, lagged=lagged, params=params
+        )
+        if "hinge" not in name:
+            assert float(expected.norm()) > 0
+        np.testing.assert_allclose(got_sum.numpy(), expected_sum.numpy(), rtol=1e-10,
+                                   atol=1e-12)
+        np.testing.assert_allclose(got.numpy(), expected.numpy(), rtol=1e-9, atol=1e-12)
+    # a fixed residual gives the same as the callable one would
+    got = objective.poison_feature_gradient(X, y, base, encoded=True, batch_size=6)[0]
+    expected = generic.poison_feature_gradient(X, y, base, encoded=True, batch_size=6)[0]
+    np.testing.assert_allclose(got.numpy(), expected.numpy(), rtol=1e-9, atol=1e-12)
+
+
+def test_closed_form_of_a_fitted_net_keeps_the_rows_shape():
+    # MLP flattens its rows: images get a feature gradient shaped like them
+    rng = np.random.RandomState(0)
+    X = rng.normal(size=(30, 1, 2, 3)).astype(np.float32)
+    y = rng.randint(3, size=30)
+    net = make_net("mlp", hidden_size=5, max_epochs=2, random_state=0, device="cpu").fit(X, y)
+    objective = as_objective(net, **F64)
+    generic = copy.copy(objective)
+    generic._perceptron = None
+    base = torch.as_tensor(rng.normal(size=objective.n_params))
+    got, _ = objective.poison_feature_gradient(X[:9], y[:9], base, batch_size=4)
+    expected, _ = generic.poison_feature_gradient(X[:9], y[:9], base, batch_size=4)
+    assert got.shape == (9, 1, 2, 3)
+    np.testing.assert_allclose(got.numpy(), expected.numpy(), rtol=1e-9, atol=1e-12)
+    # rows of the wrong width take the double backward, which says what is wrong
+    with pytest.raises(ValueError, match="expects rows of 6 features, got 5"):
+        objective.poison_feature_gradient(X[:9].reshape(9, -1)[:, :5], y[:9], base)
+
+
+@pytest.mark.parametrize("batch_size, lagged", [(None, False), (7, False), (7, True)])
+def test_gradient_canceling_is_unchanged_by_the_closed_form(monkeypatch, batch_size, lagged):
+    # the whole attack: the same poison with the closed form and with the double backward
+    from sklearn.frozen import FrozenEstimator
+
+    rng = np.random.RandomState(0)
+    X = rng.normal(size=(60, 8)).astype(np.float32)
+    y = (X[:, 0] > 0).astype(int) + (X[:, 1] > 0)
+    net = make_net("mlp", hidden_size=6, max_epochs=3, random_state=0, device="cpu").fit(X, y)
+    params = dict(epsilon_d=0.2, max_iter=10, batch_size=batch_size, lagged_residual=lagged,
+                  random_state=0, device="cpu", dtype="float64")
+    closed = GradientCanceling(FrozenEstimator(net), **params).fit(X, y)
+    monkeypatch.setattr("skpoison.objectives._base.perceptron_layers", lambda *args: None)
+    generic = GradientCanceling(FrozenEstimator(net), **params).fit(X, y)
+    assert generic.history_[-1] < 0.95 * generic.history_[0]  # the attack moved
+    np.testing.assert_allclose(closed.history_, generic.history_, rtol=1e-8)
+    np.testing.assert_allclose(closed.X_poison_, generic.X_poison_, rtol=1e-8, atol=1e-10)
+
+
+@pytest.mark.parametrize("module", [
+    nn.Sequential(nn.Linear(4, 3), nn.Tanh(), nn.Linear(3, 2)),  # a curved activation
+    nn.Sequential(nn.ReLU(), nn.Linear(4, 2)),  # an activation first
+    nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.ReLU(), nn.Linear(3, 2)),  # two in a row
+    nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2), nn.ReLU()),  # after the last
+    nn.Sequential(nn.Linear(4, 3), nn.Flatten(), nn.Linear(3, 2)),  # Flatten not first
+    nn.Sequential(nn.Flatten(0), nn.Linear(4, 2)),  # Flatten over the rows too
+    nn.Sequential(nn.Linear(4, 3), nn.BatchNorm1d(3), nn.Linear(3, 2)),
+    nn.Sequential(),
+    nn.Linear(4, 2),
+])
+def test_other_modules_are_not_perceptrons(module):
+    params = {k: v.detach() for k, v in module.named_parameters()}
+    assert perceptron_layers(module, params) is None
+
+
+def test_declared_layers_and_overridden_forward():
+    class Doubled(MLP):
+        def forward(self, X):
+            return 2 * super().forward(X)
+
+    class Declared(Doubled):  # declaring the layers again is a promise
+        perceptron_layers = MLP.perceptron_layers
+
+    mlp = MLP(n_features=4, hidden_size=3, n_classes=2, negative_slope=0.1)
+    params = {k: v.detach() for k, v in mlp.named_parameters()}
+    layers, flatten = perceptron_layers(mlp, params)
+    assert layers == (("fc1.weight", "fc1.bias", 0.1), ("fc2.weight", "fc2.bias", 0.1),
+                      ("fc3.weight", "fc3.bias", None))
+    assert flatten
+    # a subclass that changes the forward is not described by the inherited layers
+    assert perceptron_layers(Doubled(n_features=4, hidden_size=3, n_classes=2), params) is None
+    assert perceptron_layers(Declared(n_features=4, hidden_size=3, n_classes=2),
+                             params) is not None
+    # the parameters must be exactly the layers'
+    assert perceptron_layers(mlp, {**params, "extra": torch.zeros(1)}) is None
+    assert perceptron_layers(mlp, {k: v for k, v in params.items() if k != "fc2.bias"}) is None
