@@ -134,23 +134,63 @@ def test_gradient_canceling_is_unchanged_by_the_closed_form(monkeypatch, batch_s
     np.testing.assert_allclose(closed.X_poison_, generic.X_poison_, rtol=1e-8, atol=1e-10)
 
 
-@pytest.mark.parametrize("module", [
-    nn.Sequential(nn.Linear(4, 3), nn.Tanh(), nn.Linear(3, 2)),  # a curved activation
-    nn.Sequential(nn.ReLU(), nn.Linear(4, 2)),  # an activation first
-    nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.ReLU(), nn.Linear(3, 2)),  # two in a row
-    nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2), nn.ReLU()),  # after the last
-    nn.Sequential(nn.Linear(4, 3), nn.Flatten(), nn.Linear(3, 2)),  # Flatten not first
-    nn.Sequential(nn.Flatten(0), nn.Linear(4, 2)),  # Flatten over the rows too
-    nn.Sequential(nn.Linear(4, 3), nn.BatchNorm1d(3), nn.Linear(3, 2)),
-    nn.Sequential(),
-    nn.Linear(4, 2),
-])
-def test_other_modules_are_not_perceptrons(module):
+class _Linear(nn.Linear):
+    pass
+
+
+class _LeakyReLU(nn.LeakyReLU):
+    pass
+
+
+class _Sequential(nn.Sequential):
+    pass
+
+
+def _not_perceptrons():
+    relu, tied = nn.ReLU(), nn.Linear(4, 4)
+    return {
+        "a curved activation": nn.Sequential(nn.Linear(4, 3), nn.Tanh(), nn.Linear(3, 2)),
+        "an activation first": nn.Sequential(nn.ReLU(), nn.Linear(4, 2)),
+        "two activations in a row": nn.Sequential(
+            nn.Linear(4, 3), nn.ReLU(), nn.ReLU(), nn.Linear(3, 2)),
+        "an activation after the last layer": nn.Sequential(
+            nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2), nn.ReLU()),
+        "two linear layers in a row": nn.Sequential(nn.Linear(4, 5), nn.Linear(5, 2)),
+        "only an identity between linear layers": nn.Sequential(
+            nn.Linear(4, 4), nn.Identity(), nn.Linear(4, 2)),
+        "only dropout between linear layers": nn.Sequential(
+            nn.Linear(4, 5), nn.Dropout(0.1), nn.Linear(5, 2)),
+        "a shared activation": nn.Sequential(
+            nn.Linear(4, 5), relu, nn.Linear(5, 5), relu, nn.Linear(5, 2)),
+        "tied layers": nn.Sequential(tied, nn.ReLU(), tied, nn.LeakyReLU(), nn.Linear(4, 2)),
+        "a Linear subclass": nn.Sequential(_Linear(4, 3), nn.ReLU(), nn.Linear(3, 2)),
+        "a LeakyReLU subclass": nn.Sequential(nn.Linear(4, 3), _LeakyReLU(), nn.Linear(3, 2)),
+        "a Sequential subclass": _Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2)),
+        "Flatten not first": nn.Sequential(nn.Linear(4, 3), nn.Flatten(), nn.Linear(3, 2)),
+        "Flatten over the rows too": nn.Sequential(nn.Flatten(0), nn.Linear(4, 2)),
+        "a batch norm": nn.Sequential(nn.Linear(4, 3), nn.BatchNorm1d(3), nn.ReLU(),
+                                      nn.Linear(3, 2)),
+        "empty": nn.Sequential(),
+        "a bare Linear": nn.Linear(4, 2),
+    }
+
+
+@pytest.mark.parametrize("name", list(_not_perceptrons()))
+def test_other_modules_are_not_perceptrons(name):
+    module = _not_perceptrons()[name].eval()
     params = {k: v.detach() for k, v in module.named_parameters()}
     assert perceptron_layers(module, params) is None
+    # the objective falls back to the double backward where it can differentiate
+    if name not in ("empty", "a bare Linear", "Flatten over the rows too"):
+        objective = _objective(module, CrossEntropyLoss(), np.arange(2))
+        assert objective._perceptron is None
 
 
-def test_declared_layers_and_overridden_forward():
+def _eval_mlp(**kwargs):
+    return MLP(n_features=4, hidden_size=3, n_classes=2, **kwargs).eval()
+
+
+def test_declared_layers_and_what_they_promise():
     class Doubled(MLP):
         def forward(self, X):
             return 2 * super().forward(X)
@@ -158,16 +198,123 @@ def test_declared_layers_and_overridden_forward():
     class Declared(Doubled):  # declaring the layers again is a promise
         perceptron_layers = MLP.perceptron_layers
 
-    mlp = MLP(n_features=4, hidden_size=3, n_classes=2, negative_slope=0.1)
+    mlp = _eval_mlp(negative_slope=0.1)
     params = {k: v.detach() for k, v in mlp.named_parameters()}
     layers, flatten = perceptron_layers(mlp, params)
     assert layers == (("fc1.weight", "fc1.bias", 0.1), ("fc2.weight", "fc2.bias", 0.1),
                       ("fc3.weight", "fc3.bias", None))
     assert flatten
     # a subclass that changes the forward is not described by the inherited layers
-    assert perceptron_layers(Doubled(n_features=4, hidden_size=3, n_classes=2), params) is None
-    assert perceptron_layers(Declared(n_features=4, hidden_size=3, n_classes=2),
+    assert perceptron_layers(Doubled(n_features=4, hidden_size=3, n_classes=2).eval(),
+                             params) is None
+    assert perceptron_layers(Declared(n_features=4, hidden_size=3, n_classes=2).eval(),
                              params) is not None
     # the parameters must be exactly the layers'
     assert perceptron_layers(mlp, {**params, "extra": torch.zeros(1)}) is None
     assert perceptron_layers(mlp, {k: v for k, v in params.items() if k != "fc2.bias"}) is None
+    # a layer swapped for another class on the instance
+    swapped = _eval_mlp()
+    swapped.fc2 = _Linear(3, 3).eval()
+    assert perceptron_layers(swapped, params) is None
+    # in training mode (dropout would be random) the closed form stands aside
+    assert perceptron_layers(_eval_mlp(dropout=0.5).train(), params) is None
+
+
+def test_an_attribute_of_that_name_on_the_instance_is_no_declaration():
+    # a submodule called perceptron_layers: the objective still builds, without it
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.perceptron_layers = nn.Sequential(nn.Linear(4, 3), nn.ReLU(),
+                                                   nn.Linear(3, 2))
+
+        def forward(self, X):
+            return self.perceptron_layers(X)
+
+    net = Net()
+    objective = _objective(net, CrossEntropyLoss(), np.arange(2))
+    assert objective._perceptron is None
+    got, _ = objective.poison_feature_gradient(
+        torch.ones(3, 4, dtype=torch.float64), torch.tensor([0, 1, 0]),
+        torch.ones(objective.n_params, dtype=torch.float64), encoded=True)
+    assert got.shape == (3, 4)
+
+
+@pytest.mark.parametrize("where", ["forward hook", "pre-hook", "global hook", "train mode"])
+def test_hooks_and_training_mode_take_the_double_backward(where):
+    # decided at each call: a hook registered after the objective was built counts
+    objective = _cases()[0][1]
+    assert objective._perceptron is not None
+    generic = copy.copy(objective)
+    generic._perceptron = None
+    X = torch.as_tensor(np.random.RandomState(0).normal(size=(5, 6)))
+    y, r = torch.tensor([0, 1, 2, 0, 1]), torch.ones(objective.n_params, dtype=torch.float64)
+    layer = objective.module.fc2
+    if where == "forward hook":
+        handle = layer.register_forward_hook(lambda module, args, out: 2 * out)
+    elif where == "pre-hook":
+        handle = layer.register_forward_pre_hook(lambda module, args: (args[0] ** 2,))
+    elif where == "global hook":
+        handle = nn.modules.module.register_module_forward_hook(
+            lambda module, args, out: out * 1.5 if isinstance(module, nn.Linear) else out)
+    else:
+        objective.module.drop.p = 0.5
+        objective.module.train()
+    try:
+        torch.manual_seed(0)  # the same dropout masks in both
+        got, got_sum = objective.poison_feature_gradient(X, y, r, encoded=True)
+        torch.manual_seed(0)
+        expected, expected_sum = generic.poison_feature_gradient(X, y, r, encoded=True)
+    finally:
+        if where == "train mode":
+            objective.module.eval()
+        else:
+            handle.remove()
+    np.testing.assert_array_equal(got.numpy(), expected.numpy())
+    np.testing.assert_array_equal(got_sum.numpy(), expected_sum.numpy())
+    # and the hook or the dropout changed the result
+    plain = objective.poison_feature_gradient(X, y, r, encoded=True)[0]
+    assert not np.allclose(plain.numpy(), got.numpy())
+
+
+@pytest.mark.parametrize("slope", [0.0, 0.2])
+def test_pre_activations_at_the_kink_take_autograd_s_side(slope):
+    # z == 0 exactly in both hidden layers: the masks are those of autograd (z > 0)
+    module = nn.Sequential(nn.Linear(3, 4), nn.LeakyReLU(slope), nn.Linear(4, 4),
+                           nn.LeakyReLU(slope), nn.Linear(4, 2))
+    objective = _objective(module, CrossEntropyLoss(), np.arange(2))
+    with torch.no_grad():
+        objective.params["0.weight"][:2] = 0.0
+        objective.params["0.bias"][:2] = 0.0  # rows 0 and 1 of z_1 are 0 for every x
+        objective.params["2.weight"][0] = 0.0
+        objective.params["2.bias"][0] = 0.0  # and row 0 of z_2
+    generic = copy.copy(objective)
+    generic._perceptron = None
+    rng = np.random.RandomState(3)
+    X = torch.as_tensor(rng.normal(size=(6, 3)))
+    y = torch.tensor([0, 1, 1, 0, 1, 0])
+    r = torch.as_tensor(rng.normal(size=objective.n_params))
+    got, got_sum = objective.poison_feature_gradient(X, y, r, encoded=True)
+    expected, expected_sum = generic.poison_feature_gradient(X, y, r, encoded=True)
+    np.testing.assert_allclose(got.numpy(), expected.numpy(), rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(got_sum.numpy(), expected_sum.numpy(), rtol=1e-12, atol=1e-15)
+
+
+def test_params_in_another_order_and_a_direction_with_a_graph():
+    objective = _cases()[1][1]
+    rng = np.random.RandomState(4)
+    X = torch.as_tensor(rng.normal(size=(7, 6)))
+    y = torch.tensor([0, 1, 2, 0, 1, 2, 0])
+    moved = {k: v + 0.1 for k, v in objective.params.items()}
+    r = torch.as_tensor(rng.normal(size=objective.n_params))
+    expected, expected_sum = objective.poison_feature_gradient(X, y, r, encoded=True,
+                                                               params=moved)
+    # the flat vectors keep the objective's order whatever the dict's order
+    reordered = dict(reversed(list(moved.items())))
+    got, got_sum = objective.poison_feature_gradient(X, y, r, encoded=True, params=reordered)
+    np.testing.assert_array_equal(got.numpy(), expected.numpy())
+    np.testing.assert_array_equal(got_sum.numpy(), expected_sum.numpy())
+    # a residual that carries a graph gives a plain result, as the double backward does
+    got = objective.poison_feature_gradient(X, y, r.clone().requires_grad_(True),
+                                            encoded=True)[0]
+    assert not got.requires_grad

@@ -431,9 +431,10 @@ class Objective:
         ``R_W^T g_j + W^T H_j (R_W x_j + r_b)`` where ``(R_W, r_b)`` is ``r`` split
         like ``(W, b)``.  Multilayer perceptrons (:class:`~skpoison.models.MLP`, and
         a :class:`torch.nn.Sequential` of linear layers with ReLU or leaky ReLU
-        activations) use the same products as the double backward, written out
-        without autograd's graph (module ``skpoison.objectives._perceptron``).  Other
-        models differentiate twice with autograd.
+        activations, in eval mode and without forward hooks) use the same products
+        as the double backward, written out without autograd's graph (module
+        ``skpoison.objectives._perceptron``).  Other models differentiate twice
+        with autograd.
 
         Parameters
         ----------
@@ -503,14 +504,17 @@ class Objective:
         (with a tensor ``direction``) lets the closed form skip the batch's gradient
         sum, which the double backward computes anyway.
         """
-        if self._perceptron is not None:
-            layers, flatten = self._perceptron
+        # checked again at each call: hooks or a training mode may have come since
+        described = None if self._perceptron is None else perceptron_layers(
+            self.module, self.params
+        )
+        if described is not None:
+            layers, flatten = described
             rows = X.reshape(len(X), -1) if flatten else X
             if rows.dim() == 2 and rows.shape[1] == self.params[layers[0][0]].shape[1]:
-                values = leaves if leaves is not None else self.params if params is None else params
                 grad_x, total = perceptron_feature_gradient(
-                    layers, values, self.loss, rows, y, direction, into,
-                    gradient_sum=gradient_sum,
+                    layers, self.params if params is None else params, self.loss, rows, y,
+                    direction, unflatten=self.unflatten, into=into, gradient_sum=gradient_sum,
                 )
                 return grad_x.reshape(X.shape), total
         return self._autograd_feature_gradient(

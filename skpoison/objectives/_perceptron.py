@@ -19,12 +19,15 @@ term appears; at the kink the masks are those autograd uses (``z > 0``).
 
 For the paper's MLP this is the same twelve weight-sized matrix products as the
 double backward, but it skips autograd's graph, the zero tensors its leaky-ReLU
-double backward adds, and its separate sums: 4 to 7% of a Gradient Canceling step on
-the MNIST MLP on one CPU thread.
+double backward adds, and its separate sums.  On the MNIST MLP on one CPU thread,
+alternating runs against the double backward measured 3 to 8% less time per Gradient
+Canceling step in one batch and 8 to 13% in 8 batches of 225 rows
+(``docs/performance.rst``).
 """
 
 import torch
 from torch import nn
+from torch.nn.modules import module as module_base
 
 __all__ = ["perceptron_feature_gradient", "perceptron_layers"]
 
@@ -37,44 +40,54 @@ def perceptron_layers(module, params):
     Parameters
     ----------
     module : torch.nn.Module
-        The objective's module, in eval mode (dropout is the identity).  A module
-        declaring a ``perceptron_layers`` attribute (``(layer name, slope)`` pairs,
-        as :class:`skpoison.models.MLP` does) promises that its forward flattens the
-        rows and runs those layers; a subclass that overrides ``forward`` without
-        declaring them again gets ``None``.
+        The objective's module.  A module declaring a ``perceptron_layers``
+        attribute in its class (``(layer name, slope)`` pairs, as
+        :class:`skpoison.models.MLP` does) promises that its forward flattens the
+        rows and runs those ``torch.nn.Linear`` layers; a subclass that overrides
+        ``forward`` without declaring them again gets ``None``.
     params : dict of str to tensor
         The objective's parameters; they must be exactly the layers' weights and
         biases.
 
     Returns
     -------
-    layers : tuple of (str, str or None, float or None), or None
-        ``(weight name, bias name, slope)`` per linear layer, where ``slope`` is the
-        negative slope of the activation after the layer (0 for ReLU) and ``None``
-        for the last layer.  ``None`` when ``module`` declares no layers and is not
-        a :class:`torch.nn.Sequential` of
+    description : (layers, flatten) or None
+        ``layers`` holds ``(weight name, bias name or None, slope)`` per linear
+        layer, where ``slope`` is the negative slope of the activation after the
+        layer (0 for ReLU) and ``None`` for the last layer; ``flatten`` says
+        whether the module flattens its input rows first.  ``None`` unless
+        ``module`` declares its layers or is a :class:`torch.nn.Sequential` of
         ``Flatten`` (first only), ``Linear``, ``ReLU``, ``LeakyReLU``, ``Dropout``
-        and ``Identity`` layers that ends in a ``Linear``.
-    flatten : bool
-        Whether the module flattens its input rows first (absent when ``layers`` is
-        ``None``).
+        and ``Identity`` layers (exactly these classes, each instance once) in
+        which every linear layer but the last is followed by one activation and
+        the last by none.  Also ``None`` when a submodule is in training mode or
+        forward hooks are registered (on a submodule, or globally), since the
+        closed form does not run them.
     """
+    if _runs_more_than_layers(module):
+        return None
     declared = getattr(module, "perceptron_layers", None)
-    if declared is not None and not issubclass(
-        _defined_in(module, "perceptron_layers"), _defined_in(module, "forward")
-    ):
-        return None  # a subclass changed the forward the layers describe
     if declared is not None:
+        owner = _defined_in(module, "perceptron_layers")
+        if owner is None or not issubclass(owner, _defined_in(module, "forward")):
+            return None  # set on the instance, or a subclass changed the forward
         layers, flatten = list(declared), True
         named = {name: module.get_submodule(name) for name, _ in layers}
+        if any(type(layer) is not nn.Linear for layer in named.values()):
+            return None
     elif type(module) is nn.Sequential:
         layers, named, flatten = [], {}, False
-        for index, (name, layer) in enumerate(module.named_children()):
-            if isinstance(layer, nn.Flatten) and index == 0:
+        children = list(module._modules.items())  # a repeated instance runs each time
+        if len({id(layer) for _, layer in children}) != len(children):
+            return None  # one instance used twice: tied weights or a shared activation
+        for index, (name, layer) in enumerate(children):
+            if type(layer) is nn.Flatten and index == 0:
                 if (layer.start_dim, layer.end_dim) != (1, -1):
                     return None
                 flatten = True
             elif type(layer) is nn.Linear:
+                if layers and layers[-1][1] is None:
+                    return None  # two linear layers without an activation between
                 layers.append((name, None))
                 named[name] = layer
             elif type(layer) in (nn.ReLU, nn.LeakyReLU):
@@ -99,22 +112,24 @@ def perceptron_layers(module, params):
     return tuple(out), flatten
 
 
+def _runs_more_than_layers(module):
+    """Whether a forward of ``module`` would run hooks, or a submodule is training."""
+    if getattr(module_base, "_global_forward_hooks", None) or getattr(
+        module_base, "_global_forward_pre_hooks", None
+    ):
+        return True
+    return any(
+        m.training or m._forward_hooks or m._forward_pre_hooks for m in module.modules()
+    )
+
+
 def _defined_in(module, name):
-    """The class in ``type(module).__mro__`` whose body defines ``name``."""
+    """The class in ``type(module).__mro__`` whose body defines ``name``, or ``None``."""
     return next((klass for klass in type(module).__mro__ if name in vars(klass)), None)
 
 
-def _blocks(flat, params):
-    """Views of the flat tensor ``flat`` shaped like each of ``params``, by name."""
-    out, start = {}, 0
-    for name, value in params.items():
-        out[name] = flat[start:start + value.numel()].view_as(value)
-        start += value.numel()
-    return out
-
-
-def perceptron_feature_gradient(layers, params, loss, X, y, direction, into=None, *,
-                                gradient_sum=True):
+def perceptron_feature_gradient(layers, params, loss, X, y, direction, *, unflatten,
+                                into=None, gradient_sum=True):
     """One batch of :meth:`Objective.poison_feature_gradient` for a perceptron.
 
     Parameters
@@ -122,7 +137,7 @@ def perceptron_feature_gradient(layers, params, loss, X, y, direction, into=None
     layers : tuple
         From :func:`perceptron_layers`.
     params : dict of str to tensor
-        The parameters to evaluate at.
+        The parameters to evaluate at, by name.
     loss : TrainingLoss
         Gives ``g`` and the Hessian products at the outputs
         (:meth:`TrainingLoss.output_derivatives`).
@@ -131,13 +146,17 @@ def perceptron_feature_gradient(layers, params, loss, X, y, direction, into=None
     y : tensor
         Their encoded labels.
     direction : tensor or callable
-        The residual (flat, ordered like ``params``), or a function mapping this
-        batch's gradient sum to it.
+        The residual (flat, in the objective's parameter order), or a function
+        mapping this batch's gradient sum to it.
+    unflatten : callable
+        Splits a flat tensor into views shaped like each parameter, by name
+        (:meth:`Objective.unflatten`).
     into : tensor of shape (n_params,) or None
         Receives the batch's gradient sum in place (and is then the sum returned).
     gradient_sum : bool, default=True
-        With a tensor ``direction``, ``False`` skips the gradient sum (two products
-        per hidden layer) and returns ``None`` for it.
+        With a tensor ``direction``, ``False`` skips the gradient sum (one
+        weight-gradient product per layer, and the bias sums) and returns ``None``
+        for it.
 
     Returns
     -------
@@ -164,7 +183,7 @@ def perceptron_feature_gradient(layers, params, loss, X, y, direction, into=None
         total = into if into is not None else torch.zeros(
             sum(v.numel() for v in params.values()), device=X.device, dtype=X.dtype
         )
-        parts = _blocks(total, params)
+        parts = unflatten(total)
     dz = [None] * len(layers)
     dz[-1] = g
     for index in range(len(layers) - 1, -1, -1):
@@ -177,19 +196,19 @@ def perceptron_feature_gradient(layers, params, loss, X, y, direction, into=None
             dz[index - 1] = _leaky_relu_backward(
                 dz[index] @ weights[index], pre[index - 1], slopes[index - 1], False
             )
-    split = _blocks(direction(total) if callable(direction) else direction, params)
+    split = unflatten((direction(total) if callable(direction) else direction).detach())
     # forward tangent along r: z_dot_l
     z_dot = None
     for index, (weight, bias, _) in enumerate(layers):
-        R = split[weight]
+        R, a = split[weight], inputs[index]
         if z_dot is None:
-            t = inputs[index] @ R.T if bias is None else torch.addmm(split[bias], inputs[index], R.T)
+            t = a @ R.T if bias is None else torch.addmm(split[bias], a, R.T)
         else:
             a_dot = _leaky_relu_backward(z_dot, pre[index - 1], slopes[index - 1], False)
             t = a_dot @ weights[index].T
             if bias is not None:
                 t.add_(split[bias])
-            t.addmm_(inputs[index], R.T)
+            t.addmm_(a, R.T)
         z_dot = t
     # reverse: the cotangents of the outputs, then of each layer's input
     cotangent = hessian_product(z_dot)
