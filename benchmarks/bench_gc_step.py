@@ -44,7 +44,7 @@ seed 0, default preset; CPU seconds, best of 5), with ``OMP_NUM_THREADS=1``
        several; the first version of this table ran it in one batch of 256)
        --preset issue (MLP hidden 784, CNN m=1800, 8 batches of 225, one thread,
        two runs): logreg 1.78 / 1.74-1.77 / 1.75-1.82 [0.88-1.03], mlp 2.22-2.43 /
-       3.27-3.33 / 2.44-2.54 [2.16-2.23] (three later runs), cnn 2.28-2.44 /
+       3.27-3.43 / 2.44-2.54 [2.13-2.23] (five later runs), cnn 2.28-2.44 /
        3.02-3.44 / 2.04-2.45 [2.43-2.48]
        (the mlp rows are with its feature gradient written out; with autograd's
        double backward they read 2.53-2.55 / 4.58-4.59 / 3.03-3.15 [2.38-2.42]
