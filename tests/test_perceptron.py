@@ -218,6 +218,19 @@ def test_declared_layers_and_what_they_promise():
     assert perceptron_layers(swapped, params) is None
     # in training mode (dropout would be random) the closed form stands aside
     assert perceptron_layers(_eval_mlp(dropout=0.5).train(), params) is None
+    # another module in the dropout's place, or tied layers
+    swapped = _eval_mlp()
+    swapped.drop = nn.Tanh().eval()
+    assert perceptron_layers(swapped, params) is None
+    tied = MLP(n_features=3, hidden_size=3, n_classes=2).eval()
+    tied.fc2 = tied.fc1
+    assert perceptron_layers(tied, {k: v.detach() for k, v in tied.state_dict().items()}) is None
+    # a malformed declaration is no declaration
+    for declaration in (lambda self: None, (("fc1", 0.2), ("missing", None)), 3):
+        odd = type("Odd", (MLP,), {"perceptron_layers": declaration,
+                                   "forward": MLP.forward})(n_features=4, hidden_size=3,
+                                                            n_classes=2).eval()
+        assert perceptron_layers(odd, params) is None
 
 
 def test_an_attribute_of_that_name_on_the_instance_is_no_declaration():
@@ -240,7 +253,8 @@ def test_an_attribute_of_that_name_on_the_instance_is_no_declaration():
     assert got.shape == (3, 4)
 
 
-@pytest.mark.parametrize("where", ["forward hook", "pre-hook", "global hook", "train mode"])
+@pytest.mark.parametrize("where", ["forward hook", "pre-hook", "global hook", "train mode",
+                                   "backward hook", "instance forward"])
 def test_hooks_and_training_mode_take_the_double_backward(where):
     # decided at each call: a hook registered after the objective was built counts
     objective = _cases()[0][1]
@@ -257,6 +271,13 @@ def test_hooks_and_training_mode_take_the_double_backward(where):
     elif where == "global hook":
         handle = nn.modules.module.register_module_forward_hook(
             lambda module, args, out: out * 1.5 if isinstance(module, nn.Linear) else out)
+    elif where == "backward hook":
+        handle = layer.register_full_backward_hook(
+            lambda module, grad_input, grad_output: (3 * grad_input[0],))
+    elif where == "instance forward":
+        module = objective.module
+        module.forward = lambda X: 2 * type(module).forward(module, X)
+        handle = type("Handle", (), {"remove": lambda self: vars(module).pop("forward")})()
     else:
         objective.module.drop.p = 0.5
         objective.module.train()
@@ -314,7 +335,49 @@ def test_params_in_another_order_and_a_direction_with_a_graph():
     got, got_sum = objective.poison_feature_gradient(X, y, r, encoded=True, params=reordered)
     np.testing.assert_array_equal(got.numpy(), expected.numpy())
     np.testing.assert_array_equal(got_sum.numpy(), expected_sum.numpy())
+    # and through two passes in batches, where the first pass sums the gradients with
+    # autograd, against the double backward given the same reordered dict
+    generic = copy.copy(objective)
+    generic._perceptron = None
+
+    def direction(total):
+        return r + total / 3.0
+
+    for batch_size, lagged in ((3, None), (3, r), (None, None)):
+        got, got_sum = objective.poison_feature_gradient(
+            X, y, direction, encoded=True, params=reordered, batch_size=batch_size,
+            lagged=lagged)
+        expected, expected_sum = generic.poison_feature_gradient(
+            X, y, direction, encoded=True, params=moved, batch_size=batch_size, lagged=lagged)
+        np.testing.assert_allclose(got.numpy(), expected.numpy(), rtol=1e-10, atol=1e-13)
+        np.testing.assert_allclose(got_sum.numpy(), expected_sum.numpy(), rtol=1e-10,
+                                   atol=1e-13)
     # a residual that carries a graph gives a plain result, as the double backward does
     got = objective.poison_feature_gradient(X, y, r.clone().requires_grad_(True),
                                             encoded=True)[0]
     assert not got.requires_grad
+
+
+def test_closed_form_batches_are_even(monkeypatch):
+    # the written-out pass sees the same even batches as the double backward did
+    from skpoison.attacks._least_squares import ResidualMap
+    from skpoison.objectives import _base
+
+    objective = _cases()[0][1]
+    seen = []
+    original = _base.perceptron_feature_gradient
+
+    def counting(layers, params, loss, X, *args, **kwargs):
+        seen.append(len(X))
+        return original(layers, params, loss, X, *args, **kwargs)
+
+    monkeypatch.setattr(_base, "perceptron_feature_gradient", counting)
+    X = torch.as_tensor(np.random.RandomState(5).normal(size=(13, 6)))
+    y = torch.as_tensor(np.arange(13) % 3)
+    base = torch.ones(objective.n_params, dtype=torch.float64)
+    residual_map = ResidualMap(objective, y, base, 13, 4, lagged=True)
+    residual_map.residual_and_gradient(X)
+    assert seen == [4, 3, 3, 3]
+    seen.clear()
+    objective.poison_feature_gradient(X, y, lambda s: base + s, encoded=True, batch_size=4)
+    assert seen == [4, 3, 3, 3]  # the second pass (the first sums with autograd)

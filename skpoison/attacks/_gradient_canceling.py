@@ -135,7 +135,7 @@ class GradientCanceling(PoisonSampler):
         gradient uses the residual of the previous step (the first step is
         exact), so the result no longer equals the one-pass one.  It saves
         about one training step per step over two exact passes (on MNIST with
-        batches of 256: MLP 3.3 to 2.4-2.5 training steps, CNN on 1800 rows
+        batches of 256: MLP 3.3-3.4 to 2.4-2.5 training steps, CNN on 1800 rows
         3.0-3.8 to 2.0-2.7; :doc:`/performance`).  The result does not depend on
         the integer ``batch_size`` (the direction lags even when the poison fits
         one batch) or on the number of ``torch.distributed`` ranks.  The residual,

@@ -367,7 +367,11 @@ class Objective:
     # --------------------------------------------------------------- gradients
     def _grad_params(self, params=None):
         params = self.params if params is None else params
-        return OrderedDict((k, v.detach().clone().requires_grad_(True)) for k, v in params.items())
+        # in the objective's order, whatever the order of a dict passed in: flat
+        # gradients are read that way
+        return OrderedDict(
+            (k, params[k].detach().clone().requires_grad_(True)) for k in self.params
+        )
 
     @with_autograd
     def loss_gradient_sum(self, X, y, *, batch_size=None, encoded=False, params=None):

@@ -17,11 +17,12 @@ each layer the cotangent of ``a_{l-1}`` is ``c_l W_l + dz_l R_l``, with
 ``a_0``.  A (leaky) ReLU's second derivative is zero away from its kink, so no other
 term appears; at the kink the masks are those autograd uses (``z > 0``).
 
-For the paper's MLP this is the same twelve weight-sized matrix products as the
-double backward, but it skips autograd's graph, the zero tensors its leaky-ReLU
-double backward adds, and its separate sums.  On the MNIST MLP on one CPU thread,
-alternating runs against the double backward measured 3 to 8% less time per Gradient
-Canceling step in one batch and 8 to 13% in 8 batches of 225 rows
+For the paper's MLP these are the matrix products the double backward makes (19:
+twelve with a hidden-size weight, seven with the output layer's; 16 when the
+gradient sum is skipped), but without autograd's graph, the zero tensors its
+leaky-ReLU double backward adds, and its separate sums.  On the MNIST MLP on one CPU
+thread, alternating runs against the double backward measured 3 to 8% less time per
+Gradient Canceling step in one batch and 8 to 12% in 8 batches of 225 rows
 (``docs/performance.rst``).
 """
 
@@ -43,8 +44,10 @@ def perceptron_layers(module, params):
         The objective's module.  A module declaring a ``perceptron_layers``
         attribute in its class (``(layer name, slope)`` pairs, as
         :class:`skpoison.models.MLP` does) promises that its forward flattens the
-        rows and runs those ``torch.nn.Linear`` layers; a subclass that overrides
-        ``forward`` without declaring them again gets ``None``.
+        rows and runs those ``torch.nn.Linear`` layers (its other submodules may
+        only be ``Dropout`` and ``Identity``); a subclass that overrides
+        ``forward`` without declaring them again gets ``None``, and so does a
+        malformed declaration.
     params : dict of str to tensor
         The objective's parameters; they must be exactly the layers' weights and
         biases.
@@ -60,9 +63,10 @@ def perceptron_layers(module, params):
         ``Flatten`` (first only), ``Linear``, ``ReLU``, ``LeakyReLU``, ``Dropout``
         and ``Identity`` layers (exactly these classes, each instance once) in
         which every linear layer but the last is followed by one activation and
-        the last by none.  Also ``None`` when a submodule is in training mode or
-        forward hooks are registered (on a submodule, or globally), since the
-        closed form does not run them.
+        the last by none.  Also ``None`` when a submodule is in training mode,
+        hooks are registered (forward or backward, on a submodule or globally) or
+        an instance has its own ``forward`` or ``__call__``, since the closed form
+        runs none of them.
     """
     if _runs_more_than_layers(module):
         return None
@@ -71,10 +75,11 @@ def perceptron_layers(module, params):
         owner = _defined_in(module, "perceptron_layers")
         if owner is None or not issubclass(owner, _defined_in(module, "forward")):
             return None  # set on the instance, or a subclass changed the forward
-        layers, flatten = list(declared), True
-        named = {name: module.get_submodule(name) for name, _ in layers}
-        if any(type(layer) is not nn.Linear for layer in named.values()):
+        described = _declared_layers(module, declared)
+        if described is None:
             return None
+        layers, named = described
+        flatten = True
     elif type(module) is nn.Sequential:
         layers, named, flatten = [], {}, False
         children = list(module._modules.items())  # a repeated instance runs each time
@@ -112,14 +117,38 @@ def perceptron_layers(module, params):
     return tuple(out), flatten
 
 
+def _declared_layers(module, declared):
+    """``(layers, modules by name)`` from a ``perceptron_layers`` declaration, or
+    ``None`` when it is malformed or the module holds other layers than it says."""
+    try:
+        layers = [(str(name), None if slope is None else float(slope))
+                  for name, slope in declared]
+        named = {name: module.get_submodule(name) for name, _ in layers}
+    except (TypeError, ValueError, AttributeError):
+        return None
+    if any(type(layer) is not nn.Linear for layer in named.values()):
+        return None  # a layer swapped for another class
+    if len({id(layer) for layer in named.values()}) != len(named):
+        return None  # tied layers
+    linear = {id(layer) for layer in named.values()}
+    if any(m is not module and id(m) not in linear and type(m) not in (nn.Dropout, nn.Identity)
+           for m in module.modules()):
+        return None  # another module swapped in (for the dropout, say)
+    return layers, named
+
+
 def _runs_more_than_layers(module):
-    """Whether a forward of ``module`` would run hooks, or a submodule is training."""
-    if getattr(module_base, "_global_forward_hooks", None) or getattr(
-        module_base, "_global_forward_pre_hooks", None
-    ):
+    """Whether calling ``module`` would run more than its layers' forward: hooks
+    (forward or backward, on a submodule or global), a ``forward`` or ``__call__``
+    set on an instance, or a submodule in training mode."""
+    global_hooks = ("_global_forward_hooks", "_global_forward_pre_hooks",
+                    "_global_backward_hooks", "_global_backward_pre_hooks")
+    if any(getattr(module_base, name, None) for name in global_hooks):
         return True
     return any(
-        m.training or m._forward_hooks or m._forward_pre_hooks for m in module.modules()
+        m.training or m._forward_hooks or m._forward_pre_hooks or m._backward_hooks
+        or m._backward_pre_hooks or "forward" in vars(m) or "__call__" in vars(m)
+        for m in module.modules()
     )
 
 
