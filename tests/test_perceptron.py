@@ -209,6 +209,28 @@ def test_declared_layers_and_what_they_promise():
                              params) is None
     assert perceptron_layers(Declared(n_features=4, hidden_size=3, n_classes=2).eval(),
                              params) is not None
+    # layers declared inside a plain container
+    class Stacked(nn.Module):
+        perceptron_layers = (("layers.0", 0.0), ("layers.1", None))
+
+        def __init__(self):
+            super().__init__()
+            self.layers = nn.ModuleList([nn.Linear(4, 3), nn.Linear(3, 2)])
+
+        def forward(self, X):
+            hidden = nn.functional.relu(self.layers[0](X.reshape(len(X), -1)))
+            return self.layers[1](hidden)
+
+    stacked = Stacked().eval()
+    objective = _objective(stacked, CrossEntropyLoss(), np.arange(2))
+    assert objective._perceptron is not None
+    generic = copy.copy(objective)
+    generic._perceptron = None
+    X, r = torch.randn(5, 4, dtype=torch.float64), torch.randn(23, dtype=torch.float64)
+    y = torch.tensor([0, 1, 1, 0, 1])
+    np.testing.assert_allclose(
+        objective.poison_feature_gradient(X, y, r, encoded=True)[0].numpy(),
+        generic.poison_feature_gradient(X, y, r, encoded=True)[0].numpy(), rtol=1e-12)
     # the parameters must be exactly the layers'
     assert perceptron_layers(mlp, {**params, "extra": torch.zeros(1)}) is None
     assert perceptron_layers(mlp, {k: v for k, v in params.items() if k != "fc2.bias"}) is None
@@ -225,8 +247,12 @@ def test_declared_layers_and_what_they_promise():
     tied = MLP(n_features=3, hidden_size=3, n_classes=2).eval()
     tied.fc2 = tied.fc1
     assert perceptron_layers(tied, {k: v.detach() for k, v in tied.state_dict().items()}) is None
-    # a malformed declaration is no declaration
-    for declaration in (lambda self: None, (("fc1", 0.2), ("missing", None)), 3):
+    # a malformed declaration, or one that fails, is no declaration
+    def failing(self):
+        raise KeyError("fc9")
+
+    for declaration in (lambda self: None, (("fc1", 0.2), ("missing", None)), 3,
+                        property(failing)):
         odd = type("Odd", (MLP,), {"perceptron_layers": declaration,
                                    "forward": MLP.forward})(n_features=4, hidden_size=3,
                                                             n_classes=2).eval()
@@ -254,7 +280,7 @@ def test_an_attribute_of_that_name_on_the_instance_is_no_declaration():
 
 
 @pytest.mark.parametrize("where", ["forward hook", "pre-hook", "global hook", "train mode",
-                                   "backward hook", "instance forward"])
+                                   "backward hook", "instance forward", "instance call"])
 def test_hooks_and_training_mode_take_the_double_backward(where):
     # decided at each call: a hook registered after the objective was built counts
     objective = _cases()[0][1]
@@ -278,6 +304,10 @@ def test_hooks_and_training_mode_take_the_double_backward(where):
         module = objective.module
         module.forward = lambda X: 2 * type(module).forward(module, X)
         handle = type("Handle", (), {"remove": lambda self: vars(module).pop("forward")})()
+    elif where == "instance call":
+        call = layer._call_impl
+        layer._call_impl = lambda *args, **kwargs: 2 * call(*args, **kwargs)
+        handle = type("Handle", (), {"remove": lambda self: vars(layer).pop("_call_impl")})()
     else:
         objective.module.drop.p = 0.5
         objective.module.train()
@@ -352,6 +382,24 @@ def test_params_in_another_order_and_a_direction_with_a_graph():
         np.testing.assert_allclose(got.numpy(), expected.numpy(), rtol=1e-10, atol=1e-13)
         np.testing.assert_allclose(got_sum.numpy(), expected_sum.numpy(), rtol=1e-10,
                                    atol=1e-13)
+    # an extra key in the dict is not a parameter: the sum keeps the objective's size
+    _, one_sum = objective.poison_feature_gradient(X, y, direction, encoded=True,
+                                                   params={**moved, "extra": torch.ones(2)})
+    assert one_sum.shape == (objective.n_params,)
+    # the double backward of a net that is no perceptron reads reordered params too
+    curved = _objective(nn.Sequential(nn.Linear(6, 4), nn.Tanh(), nn.Linear(4, 3)),
+                        CrossEntropyLoss(), np.arange(3))
+    assert curved._perceptron is None
+    shifted = {k: v + 0.1 for k, v in curved.params.items()}
+    r_curved = torch.as_tensor(rng.normal(size=curved.n_params))
+    for batch_size in (None, 3):
+        expected = curved.poison_feature_gradient(X, y, r_curved, encoded=True,
+                                                  params=shifted, batch_size=batch_size)
+        got = curved.poison_feature_gradient(
+            X, y, r_curved, encoded=True, params=dict(reversed(list(shifted.items()))),
+            batch_size=batch_size)
+        for a, b in zip(got, expected):
+            np.testing.assert_array_equal(a.numpy(), b.numpy())
     # a residual that carries a graph gives a plain result, as the double backward does
     got = objective.poison_feature_gradient(X, y, r.clone().requires_grad_(True),
                                             encoded=True)[0]
@@ -376,8 +424,8 @@ def test_closed_form_batches_are_even(monkeypatch):
     y = torch.as_tensor(np.arange(13) % 3)
     base = torch.ones(objective.n_params, dtype=torch.float64)
     residual_map = ResidualMap(objective, y, base, 13, 4, lagged=True)
-    residual_map.residual_and_gradient(X)
+    residual_map.residual_and_gradient(X)  # exact: the sum with autograd, then these
     assert seen == [4, 3, 3, 3]
     seen.clear()
-    objective.poison_feature_gradient(X, y, lambda s: base + s, encoded=True, batch_size=4)
-    assert seen == [4, 3, 3, 3]  # the second pass (the first sums with autograd)
+    residual_map.residual_and_gradient(X)  # lagged: one pass, all of it written out
+    assert seen == [4, 3, 3, 3]

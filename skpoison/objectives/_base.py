@@ -435,10 +435,10 @@ class Objective:
         ``R_W^T g_j + W^T H_j (R_W x_j + r_b)`` where ``(R_W, r_b)`` is ``r`` split
         like ``(W, b)``.  Multilayer perceptrons (:class:`~skpoison.models.MLP`, and
         a :class:`torch.nn.Sequential` of linear layers with ReLU or leaky ReLU
-        activations, in eval mode and without forward hooks) use the same products
-        as the double backward, written out without autograd's graph (module
-        ``skpoison.objectives._perceptron``).  Other models differentiate twice
-        with autograd.
+        activations, in eval mode, without hooks and without a ``forward`` set on an
+        instance) use the same products as the double backward, written out
+        without autograd's graph (module ``skpoison.objectives._perceptron``).
+        Other models differentiate twice with autograd.
 
         Parameters
         ----------
@@ -516,8 +516,9 @@ class Objective:
             layers, flatten = described
             rows = X.reshape(len(X), -1) if flatten else X
             if rows.dim() == 2 and rows.shape[1] == self.params[layers[0][0]].shape[1]:
+                values = self.params if params is None else {k: params[k] for k in self.params}
                 grad_x, total = perceptron_feature_gradient(
-                    layers, self.params if params is None else params, self.loss, rows, y,
+                    layers, values, self.loss, rows, y,
                     direction, unflatten=self.unflatten, into=into, gradient_sum=gradient_sum,
                 )
                 return grad_x.reshape(X.shape), total

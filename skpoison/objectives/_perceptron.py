@@ -45,9 +45,9 @@ def perceptron_layers(module, params):
         attribute in its class (``(layer name, slope)`` pairs, as
         :class:`skpoison.models.MLP` does) promises that its forward flattens the
         rows and runs those ``torch.nn.Linear`` layers (its other submodules may
-        only be ``Dropout`` and ``Identity``); a subclass that overrides
-        ``forward`` without declaring them again gets ``None``, and so does a
-        malformed declaration.
+        only be ``Dropout``, ``Identity`` and plain containers); a subclass that
+        overrides ``forward`` without declaring them again gets ``None``, and so
+        does a malformed declaration.
     params : dict of str to tensor
         The objective's parameters; they must be exactly the layers' weights and
         biases.
@@ -65,12 +65,15 @@ def perceptron_layers(module, params):
         which every linear layer but the last is followed by one activation and
         the last by none.  Also ``None`` when a submodule is in training mode,
         hooks are registered (forward or backward, on a submodule or globally) or
-        an instance has its own ``forward`` or ``__call__``, since the closed form
-        runs none of them.
+        an instance has its own ``forward`` or call implementation (or a compiled
+        one), since the closed form runs none of them.
     """
     if _runs_more_than_layers(module):
         return None
-    declared = getattr(module, "perceptron_layers", None)
+    try:
+        declared = getattr(module, "perceptron_layers", None)
+    except Exception:  # a declaring property that fails declares nothing
+        return None
     if declared is not None:
         owner = _defined_in(module, "perceptron_layers")
         if owner is None or not issubclass(owner, _defined_in(module, "forward")):
@@ -130,8 +133,9 @@ def _declared_layers(module, declared):
         return None  # a layer swapped for another class
     if len({id(layer) for layer in named.values()}) != len(named):
         return None  # tied layers
+    allowed = (nn.Dropout, nn.Identity, nn.Sequential, nn.ModuleList, nn.ModuleDict)
     linear = {id(layer) for layer in named.values()}
-    if any(m is not module and id(m) not in linear and type(m) not in (nn.Dropout, nn.Identity)
+    if any(m is not module and id(m) not in linear and type(m) not in allowed
            for m in module.modules()):
         return None  # another module swapped in (for the dropout, say)
     return layers, named
@@ -139,15 +143,17 @@ def _declared_layers(module, declared):
 
 def _runs_more_than_layers(module):
     """Whether calling ``module`` would run more than its layers' forward: hooks
-    (forward or backward, on a submodule or global), a ``forward`` or ``__call__``
-    set on an instance, or a submodule in training mode."""
+    (forward or backward, on a submodule or global), a ``forward`` or ``_call_impl``
+    set on an instance (``torch.nn.Module.compile`` sets a compiled one), or a
+    submodule in training mode."""
     global_hooks = ("_global_forward_hooks", "_global_forward_pre_hooks",
                     "_global_backward_hooks", "_global_backward_pre_hooks")
     if any(getattr(module_base, name, None) for name in global_hooks):
         return True
     return any(
         m.training or m._forward_hooks or m._forward_pre_hooks or m._backward_hooks
-        or m._backward_pre_hooks or "forward" in vars(m) or "__call__" in vars(m)
+        or m._backward_pre_hooks or "forward" in vars(m) or "_call_impl" in vars(m)
+        or getattr(m, "_compiled_call_impl", None) is not None
         for m in module.modules()
     )
 
