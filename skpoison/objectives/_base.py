@@ -475,8 +475,13 @@ class Objective:
         if self._affine is not None:
             return self._affine_feature_gradient(X, y, direction, params)
         slices = list(batch_slices(len(X), batch_size, even=True))
+        # checked at each call, once for all batches: hooks or a training mode may
+        # have come since the objective was built
+        perceptron = None if self._perceptron is None else perceptron_layers(
+            self.module, self.params
+        )
         if len(slices) == 1 and lagged is None:
-            return self._batch_feature_gradient(X, y, direction, params)
+            return self._batch_feature_gradient(X, y, direction, params, perceptron=perceptron)
         gradient_sum = after_pass = None
         if callable(direction) and lagged is not None:  # one pass along the lagged r
             direction, after_pass = lagged, direction
@@ -488,32 +493,29 @@ class Objective:
         grad_x = torch.empty_like(X)
         total = torch.zeros(self.n_params, device=self.device, dtype=self.dtype)
         # one copy of the parameters for all batches (the closed form needs none)
-        leaves = self._grad_params(params) if self._perceptron is None else None
+        leaves = self._grad_params(params) if perceptron is None else None
         for sl in slices:
             grad_x[sl], _ = self._batch_feature_gradient(
-                X[sl], y[sl], direction, params, leaves=leaves, into=total,
-                gradient_sum=gradient_sum is None,
+                X[sl], y[sl], direction, params, perceptron=perceptron, leaves=leaves,
+                into=total, gradient_sum=gradient_sum is None,
             )
         if after_pass is not None:  # the exact residual, from this pass's sum
             after_pass(total)
         return grad_x, (total if gradient_sum is None else gradient_sum)
 
-    def _batch_feature_gradient(self, X, y, direction, params=None, *, leaves=None, into=None,
-                                gradient_sum=True):
+    def _batch_feature_gradient(self, X, y, direction, params=None, *, perceptron=None,
+                                leaves=None, into=None, gradient_sum=True):
         """One batch of :meth:`poison_feature_gradient` (models that are not affine).
 
-        Multilayer perceptrons (:func:`~skpoison.objectives._perceptron.perceptron_layers`)
-        use the closed form on flat rows of the right width; other models, and rows
-        a perceptron would reject, the double backward.  ``gradient_sum=False``
-        (with a tensor ``direction``) lets the closed form skip the batch's gradient
-        sum, which the double backward computes anyway.
+        With ``perceptron`` (what :func:`~skpoison.objectives._perceptron.perceptron_layers`
+        returned for this call), the closed form runs on flat rows of the right
+        width; otherwise, and for rows a perceptron would reject, the double
+        backward.  ``gradient_sum=False`` (with a tensor ``direction``) lets the
+        closed form skip the batch's gradient sum, which the double backward
+        computes anyway.
         """
-        # checked again at each call: hooks or a training mode may have come since
-        described = None if self._perceptron is None else perceptron_layers(
-            self.module, self.params
-        )
-        if described is not None:
-            layers, flatten = described
+        if perceptron is not None:
+            layers, flatten = perceptron
             rows = X.reshape(len(X), -1) if flatten else X
             if rows.dim() == 2 and rows.shape[1] == self.params[layers[0][0]].shape[1]:
                 values = self.params if params is None else {k: params[k] for k in self.params}

@@ -131,10 +131,10 @@ def _declared_layers(module, declared):
         return None
     if any(type(layer) is not nn.Linear for layer in named.values()):
         return None  # a layer swapped for another class
-    if len({id(layer) for layer in named.values()}) != len(named):
+    linear = {id(layer) for layer in named.values()}
+    if len(linear) != len(named):
         return None  # tied layers
     allowed = (nn.Dropout, nn.Identity, nn.Sequential, nn.ModuleList, nn.ModuleDict)
-    linear = {id(layer) for layer in named.values()}
     if any(m is not module and id(m) not in linear and type(m) not in allowed
            for m in module.modules()):
         return None  # another module swapped in (for the dropout, say)
