@@ -38,17 +38,20 @@ seed 0, default preset; CPU seconds, best of 5), with ``OMP_NUM_THREADS=1``
                                                         [lagged / batched training]
        logreg  m=1800             1.77-1.80    1.72-1.77     1.58-1.70 [0.75-0.77] 256
        mlp     m=1800 (hidden 256) 2.26-2.37    3.66-3.92     2.62-2.75 [1.92-1.99] 256
-       cnn     m=120              2.34-2.44    3.51-3.83     2.29-2.44 [2.23-2.53] 30
+       cnn     m=120              2.21         3.02-3.30     2.28-2.53 [2.18-2.34] 30
        (two one-thread runs, malloc tuned as GradientCanceling.fit does; batches
        of at most min(--batch-size, m / 4) rows, split evenly, so the CNN takes
        several; the first version of this table ran it in one batch of 256)
        --preset issue (MLP hidden 784, CNN m=1800, 8 batches of 225, one thread,
        two runs): logreg 1.78 / 1.74-1.77 / 1.75-1.82 [0.88-1.03], mlp 2.22-2.43 /
-       3.27-3.43 / 2.44-2.54 [2.13-2.23] (five later runs), cnn 2.28-2.44 /
-       3.02-3.44 / 2.04-2.45 [2.43-2.48]
-       (the mlp rows are with its feature gradient written out; with autograd's
-       double backward they read 2.53-2.55 / 4.58-4.59 / 3.03-3.15 [2.38-2.42]
-       and, issue preset, 2.62-2.80 / 3.88-4.22 / 2.90-2.95 [2.42-2.73])
+       3.27-3.43 / 2.44-2.54 [2.13-2.23] (five later runs; nine runs of a later
+       session on a busier machine: 2.36-2.63 / 3.24-3.80 / 2.41-2.77
+       [2.12-2.54]), cnn 2.11-2.37 / 2.40-2.93 / 1.83-2.24 [2.15-2.35] (four runs)
+       (the mlp and cnn rows are with their feature gradients written out; with
+       autograd's double backward the mlp read 2.53-2.55 / 4.58-4.59 / 3.03-3.15
+       [2.38-2.42] and, issue preset, 2.62-2.80 / 3.88-4.22 / 2.90-2.95
+       [2.42-2.73]; the cnn 2.34-2.44 / 3.51-3.83 / 2.29-2.44 [2.23-2.53] and,
+       issue preset, 2.28-2.44 / 3.02-3.44 / 2.04-2.45 [2.43-2.48])
        (before convolutions recorded their gradients as separate ops, the CNN took
        3.36 / 4.02 / 2.99 there and 3.12-3.18 / 4.25-4.35 / 3.11-3.22 at m=120)
     2. peak RSS above the data (LR, MNIST float32, default threads): n=4000: +1.9 MiB
@@ -74,10 +77,12 @@ steps; "-": not reached, with the norm it ended at; a quieter machine than secti
 Section 5 (``--sections 5``; the paper's CNN, all 60000 MNIST rows, eps_d 0.03, each
 run in a fresh process; peak RSS above the 180 MiB of data)::
 
-    clean pass, batch_size=None: +337 MiB (53 CPU s);  whole run (2 Adam steps): +2820 MiB
-    clean pass, batch_size=256:  +333 MiB (54 CPU s);  whole run: +590 MiB
-    (whole runs before convolutions recorded their gradients as separate ops:
-    +3307 MiB in 79 CPU s and +615 MiB in 72)
+    clean pass, batch_size=None: +399 MiB (55 CPU s);  whole run (2 Adam steps): +2720 MiB
+    clean pass, batch_size=256:  +375 MiB (53 CPU s);  whole run: +599 MiB
+    (whole runs with autograd's double backward instead of the CNN's written-out
+    feature gradient: +2820 MiB in 70 CPU s and +590 MiB in 65; before
+    convolutions recorded their gradients as separate ops: +3307 MiB in 79 CPU s
+    and +615 MiB in 72)
     (the clean pass's default batches hold 217 CNN rows, sized by the net's layer
     outputs; with 2674-row batches sized by the input alone it peaked at +3163 MiB in
     68 CPU s; see docs/performance.rst)

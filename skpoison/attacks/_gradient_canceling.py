@@ -134,9 +134,9 @@ class GradientCanceling(PoisonSampler):
         one pass over the poison per step instead of two: each step's feature
         gradient uses the residual of the previous step (the first step is
         exact), so the result no longer equals the one-pass one.  It saves
-        about one training step per step over two exact passes (on MNIST with
+        half a training step to one per step over two exact passes (on MNIST with
         batches of 256: MLP 3.3-3.4 to 2.4-2.5 training steps, CNN on 1800 rows
-        3.0-3.8 to 2.0-2.7; :doc:`/performance`).  The result does not depend on
+        2.4-2.5 to 1.8-1.9; :doc:`/performance`).  The result does not depend on
         the integer ``batch_size`` (the direction lags even when the poison fits
         one batch) or on the number of ``torch.distributed`` ranks.  The residual,
         ``history_``, ``gradient_norm_`` and the choice of ``X_poison_`` stay

@@ -8,6 +8,7 @@ gradients (``torch.func``) and the gradient with respect to poison features that
 Gradient Canceling needs.
 """
 
+import math
 import warnings
 from collections import OrderedDict
 
@@ -25,6 +26,7 @@ from .._utils import (
     user_stacklevel,
     with_autograd,
 )
+from ._cnn import cnn_feature_gradient, cnn_layers
 from ._convolution import SeparateConvolutionGradients
 from ._losses import TrainingLoss
 from ._penalty import Penalty
@@ -127,10 +129,12 @@ class Objective:
             isinstance(m, (torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d))
             for m in self.module.modules()
         )
-        # multilayer perceptrons get the feature gradient in closed form
+        # multilayer perceptrons and the paper's CNN get the feature gradient in
+        # closed form
         self._perceptron = None if self._affine is not None else perceptron_layers(
             self.module, self.params
         )
+        self._cnn = None if self._affine is not None else cnn_layers(self.module, self.params)
 
     @property
     def kind(self):
@@ -435,10 +439,12 @@ class Objective:
         ``R_W^T g_j + W^T H_j (R_W x_j + r_b)`` where ``(R_W, r_b)`` is ``r`` split
         like ``(W, b)``.  Multilayer perceptrons (:class:`~skpoison.models.MLP`, and
         a :class:`torch.nn.Sequential` of linear layers with ReLU or leaky ReLU
-        activations, in eval mode, without hooks and without a ``forward`` set on an
-        instance) use the same products as the double backward, written out
-        without autograd's graph (module ``skpoison.objectives._perceptron``).
-        Other models differentiate twice with autograd.
+        activations) and the paper's CNN (:class:`~skpoison.models.CNN` as built)
+        use the same products and convolutions as the double backward, written out
+        without autograd's graph (modules ``skpoison.objectives._perceptron`` and
+        ``skpoison.objectives._cnn``), when every submodule is in eval mode, no hook
+        is registered and no method is replaced on an instance.  Other models
+        differentiate twice with autograd.
 
         Parameters
         ----------
@@ -480,8 +486,11 @@ class Objective:
         perceptron = None if self._perceptron is None else perceptron_layers(
             self.module, self.params
         )
+        cnn = None if self._cnn is None else cnn_layers(self.module, self.params)
         if len(slices) == 1 and lagged is None:
-            return self._batch_feature_gradient(X, y, direction, params, perceptron=perceptron)
+            return self._batch_feature_gradient(
+                X, y, direction, params, perceptron=perceptron, cnn=cnn
+            )
         gradient_sum = after_pass = None
         if callable(direction) and lagged is not None:  # one pass along the lagged r
             direction, after_pass = lagged, direction
@@ -493,27 +502,34 @@ class Objective:
         grad_x = torch.empty_like(X)
         total = torch.zeros(self.n_params, device=self.device, dtype=self.dtype)
         # one copy of the parameters for all batches (the closed form needs none)
-        leaves = self._grad_params(params) if perceptron is None else None
+        leaves = self._grad_params(params) if perceptron is None and cnn is None else None
         for sl in slices:
             grad_x[sl], _ = self._batch_feature_gradient(
-                X[sl], y[sl], direction, params, perceptron=perceptron, leaves=leaves,
-                into=total, gradient_sum=gradient_sum is None,
+                X[sl], y[sl], direction, params, perceptron=perceptron, cnn=cnn,
+                leaves=leaves, into=total, gradient_sum=gradient_sum is None,
             )
         if after_pass is not None:  # the exact residual, from this pass's sum
             after_pass(total)
         return grad_x, (total if gradient_sum is None else gradient_sum)
 
     def _batch_feature_gradient(self, X, y, direction, params=None, *, perceptron=None,
-                                leaves=None, into=None, gradient_sum=True):
+                                cnn=None, leaves=None, into=None, gradient_sum=True):
         """One batch of :meth:`poison_feature_gradient` (models that are not affine).
 
         With ``perceptron`` (what :func:`~skpoison.objectives._perceptron.perceptron_layers`
         returned for this call), the closed form runs on flat rows of the right
-        width; otherwise, and for rows a perceptron would reject, the double
-        backward.  ``gradient_sum=False`` (with a tensor ``direction``) lets the
-        closed form skip the batch's gradient sum, which the double backward
+        width; with ``cnn`` (from :func:`~skpoison.objectives._cnn.cnn_layers`), on
+        rows of the image's size; otherwise, and for rows of another size, the
+        double backward.  ``gradient_sum=False`` (with a tensor ``direction``) lets
+        a closed form skip the batch's gradient sum, which the double backward
         computes anyway.
         """
+        if cnn is not None and len(X) and X[0].numel() == math.prod(cnn):
+            values = self.params if params is None else {k: params[k] for k in self.params}
+            return cnn_feature_gradient(
+                cnn, values, self.loss, X, y, direction, unflatten=self.unflatten,
+                into=into, gradient_sum=gradient_sum,
+            )
         if perceptron is not None:
             layers, flatten = perceptron
             rows = X.reshape(len(X), -1) if flatten else X

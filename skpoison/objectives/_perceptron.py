@@ -65,8 +65,9 @@ def perceptron_layers(module, params):
         which every linear layer but the last is followed by one activation and
         the last by none.  Also ``None`` when a submodule is in training mode,
         hooks are registered (forward or backward, on a submodule or globally) or
-        an instance has its own ``forward`` or call implementation (or a compiled
-        one), since the closed form runs none of them.
+        a method is replaced on an instance (its ``forward`` or call
+        implementation, or a compiled one), since the closed form runs none of
+        them.
     """
     if _runs_more_than_layers(module):
         return None
@@ -143,17 +144,18 @@ def _declared_layers(module, declared):
 
 def _runs_more_than_layers(module):
     """Whether calling ``module`` would run more than its layers' forward: hooks
-    (forward or backward, on a submodule or global), a ``forward`` or ``_call_impl``
-    set on an instance (``torch.nn.Module.compile`` sets a compiled one), or a
-    submodule in training mode."""
+    (forward or backward, on a submodule or global), a method of the class (such as
+    ``forward``, ``_call_impl`` or a convolution's ``_conv_forward``) replaced on an
+    instance (``torch.nn.Module.compile`` sets a compiled call), or a submodule in
+    training mode."""
     global_hooks = ("_global_forward_hooks", "_global_forward_pre_hooks",
                     "_global_backward_hooks", "_global_backward_pre_hooks")
     if any(getattr(module_base, name, None) for name in global_hooks):
         return True
     return any(
         m.training or m._forward_hooks or m._forward_pre_hooks or m._backward_hooks
-        or m._backward_pre_hooks or "forward" in vars(m) or "_call_impl" in vars(m)
-        or getattr(m, "_compiled_call_impl", None) is not None
+        or m._backward_pre_hooks or getattr(m, "_compiled_call_impl", None) is not None
+        or any(callable(getattr(type(m), name, None)) for name in vars(m))
         for m in module.modules()
     )
 
