@@ -320,6 +320,18 @@ def test_parameters_must_be_exactly_the_layers():
                                          if k != "fc2.bias"}) is None
 
 
+def test_parameters_registered_again_keep_the_closed_form():
+    # a weight deleted and set again comes after its bias: the order does not matter
+    objective = _cases()[0][1]
+    module = copy.deepcopy(objective.module)
+    weight = module.fc1.weight
+    del module.fc1.weight
+    module.fc1.weight = weight
+    names = [name for name, _ in module.named_parameters()]
+    assert names.index("fc1.weight") > names.index("fc1.bias")
+    assert cnn_layers(module, dict(objective.params)) == (1, 8, 8)
+
+
 def test_tied_convolutions_are_refused_whatever_the_parameters_say():
     # a state dict lists a shared layer under both names
     module = CNN(image_shape=(3, 8, 8), n_classes=3, hidden_size=5, channels=(3, 3)).eval()

@@ -136,7 +136,7 @@ class GradientCanceling(PoisonSampler):
         exact), so the result no longer equals the one-pass one.  It saves
         half a training step to one per step over two exact passes (on MNIST with
         batches of 256: MLP 3.3-3.4 to 2.4-2.5 training steps, CNN on 1800 rows
-        2.4-2.5 to 1.8-1.9; :doc:`/performance`).  The result does not depend on
+        2.4-2.9 to 1.8-2.2; :doc:`/performance`).  The result does not depend on
         the integer ``batch_size`` (the direction lags even when the poison fits
         one batch) or on the number of ``torch.distributed`` ranks.  The residual,
         ``history_``, ``gradient_norm_`` and the choice of ``X_poison_`` stay
