@@ -27,6 +27,8 @@ from skpoison.objectives import (
 )
 from skpoison.objectives._cnn import cnn_layers
 
+from _closed_form import assert_every_batch_mode_matches
+
 F64 = dict(device="cpu", dtype="float64")
 
 
@@ -73,29 +75,8 @@ def test_closed_form_matches_double_backward(name, objective):
     rng = np.random.RandomState(1)
     X, y = _data(objective, 13, rng)
     base = torch.as_tensor(rng.normal(size=objective.n_params))
-
-    def direction(s):
-        return base + s / 7.0
-
-    moved = {k: v + 0.3 * torch.as_tensor(rng.normal(size=v.shape))
-             for k, v in objective.params.items()}
-    for batch_size, lagged, params in [(None, None, None), (4, None, None), (4, base, None),
-                                       (None, None, moved), (5, None, moved)]:
-        got, got_sum = objective.poison_feature_gradient(
-            X, y, direction, encoded=True, batch_size=batch_size, lagged=lagged, params=params
-        )
-        expected, expected_sum = generic.poison_feature_gradient(
-            X, y, direction, encoded=True, batch_size=batch_size, lagged=lagged, params=params
-        )
-        if "hinge" not in name:
-            assert float(expected.norm()) > 0
-        np.testing.assert_allclose(got_sum.numpy(), expected_sum.numpy(), rtol=1e-10,
-                                   atol=1e-12)
-        np.testing.assert_allclose(got.numpy(), expected.numpy(), rtol=1e-9, atol=1e-12)
-    # a fixed residual (``vjp``'s use) gives what the callable one would
-    got = objective.poison_feature_gradient(X, y, base, encoded=True, batch_size=6)[0]
-    expected = generic.poison_feature_gradient(X, y, base, encoded=True, batch_size=6)[0]
-    np.testing.assert_allclose(got.numpy(), expected.numpy(), rtol=1e-9, atol=1e-12)
+    assert_every_batch_mode_matches(objective, generic, X, y, base, rng,
+                                    nonzero="hinge" not in name)
 
 
 def test_closed_form_equals_forward_over_reverse():

@@ -25,6 +25,8 @@ from skpoison.objectives import (
 )
 from skpoison.objectives._perceptron import perceptron_layers
 
+from _closed_form import assert_every_batch_mode_matches
+
 F64 = dict(device="cpu", dtype="float64")
 
 
@@ -71,29 +73,8 @@ def test_closed_form_matches_double_backward(name, objective):
     else:
         y = objective.encode_labels(objective.classes[rng.randint(len(objective.classes), size=17)])
     base = torch.as_tensor(rng.normal(size=objective.n_params))
-
-    def direction(s):
-        return base + s / 7.0
-
-    moved = {k: v + 0.3 * torch.as_tensor(rng.normal(size=v.shape))
-             for k, v in objective.params.items()}
-    for batch_size, lagged, params in [(None, None, None), (5, None, None), (5, base, None),
-                                       (None, None, moved), (4, None, moved)]:
-        got, got_sum = objective.poison_feature_gradient(
-            X, y, direction, encoded=True, batch_size=batch_size, lagged=lagged, params=params
-        )
-        expected, expected_sum = generic.poison_feature_gradient(
-            X, y, direction, encoded=True, batch_size=batch_size, lagged=lagged, params=params
-        )
-        if "hinge" not in name:
-            assert float(expected.norm()) > 0
-        np.testing.assert_allclose(got_sum.numpy(), expected_sum.numpy(), rtol=1e-10,
-                                   atol=1e-12)
-        np.testing.assert_allclose(got.numpy(), expected.numpy(), rtol=1e-9, atol=1e-12)
-    # a fixed residual gives the same as the callable one would
-    got = objective.poison_feature_gradient(X, y, base, encoded=True, batch_size=6)[0]
-    expected = generic.poison_feature_gradient(X, y, base, encoded=True, batch_size=6)[0]
-    np.testing.assert_allclose(got.numpy(), expected.numpy(), rtol=1e-9, atol=1e-12)
+    assert_every_batch_mode_matches(objective, generic, X, y, base, rng,
+                                    nonzero="hinge" not in name)
 
 
 def test_closed_form_of_a_fitted_net_keeps_the_rows_shape():
