@@ -26,6 +26,8 @@ Gradient Canceling step in one batch and 8 to 12% in 8 batches of 225 rows
 (``docs/performance.rst``).
 """
 
+import functools
+
 import torch
 from torch import nn
 from torch.nn.modules import module as module_base
@@ -155,9 +157,22 @@ def _runs_more_than_layers(module):
     return any(
         m.training or m._forward_hooks or m._forward_pre_hooks or m._backward_hooks
         or m._backward_pre_hooks or getattr(m, "_compiled_call_impl", None) is not None
-        or any(callable(getattr(type(m), name, None)) for name in vars(m))
+        or not _methods(type(m)).isdisjoint(vars(m))
         for m in module.modules()
     )
+
+
+@functools.lru_cache(maxsize=None)
+def _methods(klass):
+    """The names of the callables ``klass`` defines or inherits (read once per class)."""
+    names = set()
+    for name in dir(klass):
+        try:
+            if callable(getattr(klass, name)):
+                names.add(name)
+        except Exception:  # a descriptor that fails on the class defines no method
+            continue
+    return frozenset(names)
 
 
 def _defined_in(module, name):
