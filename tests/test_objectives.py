@@ -666,6 +666,38 @@ def test_poison_feature_gradient_matches_closed_form(gaussian):
     np.testing.assert_allclose(got, expected, rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.parametrize("kind", ["linear", "perceptron", "cnn"])
+def test_binary_margin_reads_the_first_of_several_outputs_in_every_closed_form(kind):
+    # BinaryMarginLoss scores the first output only; the closed forms (affine,
+    # perceptron, CNN) must give the other outputs zero derivatives, as autograd does
+    from skpoison.models import CNN
+
+    torch.manual_seed(0)
+    module = {
+        "linear": lambda: torch.nn.Linear(64, 2),
+        "perceptron": lambda: torch.nn.Sequential(torch.nn.Linear(64, 5), torch.nn.ReLU(),
+                                                  torch.nn.Linear(5, 2)),
+        "cnn": lambda: CNN(image_shape=(1, 8, 8), n_classes=2, hidden_size=5,
+                           channels=(3, 4)),
+    }[kind]().double().eval()
+    params = {k: v.detach() for k, v in module.named_parameters()}
+    objective = Objective(module, params, loss=BinaryMarginLoss("logistic"),
+                          classes=np.arange(2), **F64)
+    closed = {"linear": "_affine", "perceptron": "_perceptron", "cnn": "_cnn"}[kind]
+    assert getattr(objective, closed) is not None
+    generic = copy.copy(objective)
+    generic._affine = generic._perceptron = generic._cnn = None
+    rng = np.random.RandomState(0)
+    X = torch.as_tensor(rng.normal(size=(7, 64)))
+    y = objective.encode_labels(rng.randint(2, size=7))
+    r = torch.as_tensor(rng.normal(size=objective.n_params))
+    got, got_sum = objective.poison_feature_gradient(X, y, r, encoded=True)
+    expected, expected_sum = generic.poison_feature_gradient(X, y, r, encoded=True)
+    assert float(expected.norm()) > 0
+    np.testing.assert_allclose(got_sum.numpy(), expected_sum.numpy(), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(got.numpy(), expected.numpy(), rtol=1e-9, atol=1e-12)
+
+
 def test_poison_feature_gradient_finite_differences(digits3, net_wd, or_data):
     # multinomial model and a (weight-decayed, so smooth) net: compare with central
     # differences of <d, sum grad_w l>

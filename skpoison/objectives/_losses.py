@@ -149,11 +149,22 @@ class BinaryMarginLoss(TrainingLoss):
         (second,) = torch.autograd.grad(first.sum(), t, materialize_grads=True)
         return first.detach(), second
 
+    def _scored(self, h):
+        """The outputs the loss reads: the first (see :meth:`per_sample`)."""
+        return h[:, :1]
+
     def output_derivatives(self, h, y):
-        # l(y h): dl/dh = y l'(y h), d2l/dh2 = y^2 l''(y h) = l''(y h) for y in {-1, +1}
+        # l(y h): dl/dh = y l'(y h), d2l/dh2 = y^2 l''(y h) = l''(y h) for y in {-1, +1};
+        # outputs the loss does not read get zero derivatives
         y = y.reshape(-1, 1) if y.dim() == 1 else y
-        first, second = self._margin_derivatives(y * h.detach())
-        return y * first, lambda s: second * s
+        h = h.detach()
+        k = self._scored(h).shape[1]
+        first, second = self._margin_derivatives(y * h[:, :k])
+        if k == h.shape[1]:
+            return y * first, lambda s: second * s
+        pad = (0, h.shape[1] - k)
+        return (F.pad(y * first, pad),
+                lambda s: F.pad(second * s[:, :k], pad))
 
     def reversed_per_sample(self, h, y):
         # the loss of the other label: for the logistic loss exactly -log(1 - p_y)
@@ -182,6 +193,9 @@ class OneVsRestMarginLoss(BinaryMarginLoss):
         signs = -np.ones((len(index), n_classes))
         signs[np.arange(len(index)), index] = 1.0
         return torch.as_tensor(signs, device=device, dtype=dtype)
+
+    def _scored(self, h):
+        return h
 
     def per_sample(self, h, y):
         return self.spec.loss(y * h).sum(dim=1)
