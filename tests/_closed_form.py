@@ -7,6 +7,9 @@ in every way ``Objective.poison_feature_gradient`` batches its rows.
 
 import numpy as np
 import torch
+from sklearn.frozen import FrozenEstimator
+
+from skpoison.attacks import GradientCanceling
 
 
 def assert_every_batch_mode_matches(objective, generic, X, y, base, rng, *, nonzero=True):
@@ -37,3 +40,20 @@ def assert_every_batch_mode_matches(objective, generic, X, y, base, rng, *, nonz
     got = objective.poison_feature_gradient(X, y, base, encoded=True, batch_size=6)[0]
     expected = generic.poison_feature_gradient(X, y, base, encoded=True, batch_size=6)[0]
     np.testing.assert_allclose(got.numpy(), expected.numpy(), rtol=1e-9, atol=1e-12)
+
+
+def assert_gradient_canceling_unchanged(monkeypatch, net, X, y, switch, *, moved, **params):
+    """Whole Gradient Canceling runs give the same poison with and without a closed form.
+
+    ``switch`` names the detection function in ``skpoison.objectives._base`` that is
+    turned off for the second run; ``moved`` is the fraction of its first residual
+    that the second run must end below (so that the comparison is of an attack that
+    moved).
+    """
+    params = dict(params, random_state=0, device="cpu", dtype="float64")
+    closed = GradientCanceling(FrozenEstimator(net), **params).fit(X, y)
+    monkeypatch.setattr(f"skpoison.objectives._base.{switch}", lambda *args: None)
+    generic = GradientCanceling(FrozenEstimator(net), **params).fit(X, y)
+    assert generic.history_[-1] < moved * generic.history_[0]
+    np.testing.assert_allclose(closed.history_, generic.history_, rtol=1e-8)
+    np.testing.assert_allclose(closed.X_poison_, generic.X_poison_, rtol=1e-8, atol=1e-10)

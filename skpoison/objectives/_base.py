@@ -524,8 +524,9 @@ class Objective:
         a closed form skip the batch's gradient sum, which the double backward
         computes anyway.
         """
+        # the closed forms read the parameters by name, in the objective's order
+        values = self.params if params is None else {k: params[k] for k in self.params}
         if cnn is not None and len(X) and X[0].numel() == math.prod(cnn):
-            values = self.params if params is None else {k: params[k] for k in self.params}
             return cnn_feature_gradient(
                 cnn, values, self.loss, X, y, direction, unflatten=self.unflatten,
                 into=into, gradient_sum=gradient_sum,
@@ -534,7 +535,6 @@ class Objective:
             layers, flatten = perceptron
             rows = X.reshape(len(X), -1) if flatten else X
             if rows.dim() == 2 and rows.shape[1] == self.params[layers[0][0]].shape[1]:
-                values = self.params if params is None else {k: params[k] for k in self.params}
                 grad_x, total = perceptron_feature_gradient(
                     layers, values, self.loss, rows, y,
                     direction, unflatten=self.unflatten, into=into, gradient_sum=gradient_sum,

@@ -158,13 +158,13 @@ class BinaryMarginLoss(TrainingLoss):
         # outputs the loss does not read get zero derivatives
         y = y.reshape(-1, 1) if y.dim() == 1 else y
         h = h.detach()
-        k = self._scored(h).shape[1]
-        first, second = self._margin_derivatives(y * h[:, :k])
+        scored = self._scored(h)
+        first, second = self._margin_derivatives(y * scored)
+        k = scored.shape[1]
         if k == h.shape[1]:
             return y * first, lambda s: second * s
         pad = (0, h.shape[1] - k)
-        return (F.pad(y * first, pad),
-                lambda s: F.pad(second * s[:, :k], pad))
+        return F.pad(y * first, pad), lambda s: F.pad(second * s[:, :k], pad)
 
     def reversed_per_sample(self, h, y):
         # the loss of the other label: for the logistic loss exactly -log(1 - p_y)
