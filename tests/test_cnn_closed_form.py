@@ -81,6 +81,33 @@ def test_closed_form_matches_double_backward(name, objective):
                                     nonzero="hinge" not in name)
 
 
+@pytest.mark.parametrize("rows_per_block", [1, 2, 3])
+def test_rows_in_blocks_give_the_same_gradients(monkeypatch, rows_per_block):
+    # every batch mode, its rows split into blocks of a few rows (as 1800 MNIST rows
+    # are split into 8): each block's forward and backward, then the residual of the
+    # whole batch, then each block's tangent and reverse
+    from skpoison.objectives import _cnn
+
+    objective = _cases()[1][1]  # 3 channels of 9 x 8: 4 x 5 x 4 = 80 values per row
+    monkeypatch.setattr(_cnn, "_BLOCK_VALUES", 80 * rows_per_block + 79)
+    passes = []
+    forward_backward = _cnn._forward_backward
+
+    def counted(weights, loss, x, y, parts):
+        passes.append(len(x))
+        return forward_backward(weights, loss, x, y, parts)
+
+    monkeypatch.setattr(_cnn, "_forward_backward", counted)
+    rng = np.random.RandomState(4)
+    X, y = _data(objective, 13, rng)
+    base = torch.as_tensor(rng.normal(size=objective.n_params))
+    assert_every_batch_mode_matches(objective, _generic(objective), X, y, base, rng)
+    # the first call: one batch of 13 rows, in even blocks of at most rows_per_block
+    first = passes[:-(-13 // rows_per_block)]
+    assert sum(first) == 13 and max(first) - min(first) <= 1
+    assert max(first) <= rows_per_block
+
+
 def test_closed_form_equals_forward_over_reverse():
     # independent of autograd's double backward: d/dt grad_X L(w + t r) with torch.func
     objective = _cases()[1][1]

@@ -27,15 +27,22 @@ step over 1800 rows took 13 to 15% less time than with the double backward in on
 batch and 9 to 11% less in 8 lagged batches (``docs/performance.rst``).
 """
 
+import math
+
 import torch
 from torch import nn
 from torch.nn.modules.utils import _pair
 
+from .._utils import batch_slices
 from ._perceptron import _runs_more_than_layers
 
 __all__ = ["cnn_feature_gradient", "cnn_layers"]
 
 _aten = torch.ops.aten
+# values of the second convolution's output per block of rows (2**23: 32 MiB in
+# float32, 227 MNIST rows); on one CPU thread, blocks of 128 to 225 rows ran a step
+# over 1800 rows about 7% faster than one block, and blocks of 450 or more no faster
+_BLOCK_VALUES = 2**23
 _PARAMETERS = ("conv1.weight", "conv1.bias", "conv2.weight", "conv2.bias",
                "fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias")
 _LAYERS = {"conv1": nn.Conv2d, "conv2": nn.Conv2d, "pool": nn.MaxPool2d,
@@ -113,6 +120,14 @@ def _input_gradient(grad, inputs, weight):
     )[0]
 
 
+def _pool_backward(grad, pooled, s, indices):
+    """``grad`` (one value per pooled output, flat per row) scattered back onto ``s``
+    at the forward's indices."""
+    return _aten.max_pool2d_with_indices_backward(
+        grad.view_as(pooled), s, _POOL, _POOL, [0, 0], [1, 1], False, indices
+    )
+
+
 def _relu_backward(grad, activation):
     """``grad`` where ``activation = relu(z) > 0`` (autograd's mask), else 0."""
     return _aten.leaky_relu_backward(grad, activation, 0.0, False)
@@ -121,6 +136,13 @@ def _relu_backward(grad, activation):
 def cnn_feature_gradient(image_shape, params, loss, X, y, direction, *, unflatten,
                          into=None, gradient_sum=True):
     """One batch of :meth:`Objective.poison_feature_gradient` for the paper's CNN.
+
+    The rows are processed in blocks of at most ``_BLOCK_VALUES`` values in the
+    second convolution's output (227 MNIST rows): each block's activations then stay
+    small enough to be reused from the processor's caches between operations, and
+    the temporaries of one block are freed before the next.  With a callable
+    ``direction``, the forward and backward passes of every block come first, their
+    results kept, then the residual, then each block's tangent and reverse passes.
 
     Parameters
     ----------
@@ -154,9 +176,45 @@ def cnn_feature_gradient(image_shape, params, loss, X, y, direction, *, unflatte
     gradient_sum : tensor of shape (n_params,) or None
     """
     gradient_sum = gradient_sum or callable(direction)
-    K1, b1, K2, b2, W3, b3, W4, b4 = (params[name].detach() for name in _PARAMETERS)
+    weights = tuple(params[name].detach() for name in _PARAMETERS)
     m = len(X)
     x = X.reshape(m, *image_shape)
+    total = parts = None
+    if gradient_sum:
+        total = into if into is not None else torch.zeros(
+            sum(v.numel() for v in params.values()), device=X.device, dtype=X.dtype
+        )
+        parts = unflatten(total)
+    K1, K2 = weights[0], weights[2]
+    values_per_row = K2.shape[0] * math.prod(  # the second convolution's output
+        side - k1 - k2 + 2 for side, k1, k2 in zip(image_shape[1:], K1.shape[2:], K2.shape[2:])
+    )
+    blocks = list(batch_slices(m, max(1, _BLOCK_VALUES // values_per_row), even=True))
+    if callable(direction):  # every block's forward and backward, then the residual
+        passes = [_forward_backward(weights, loss, x[b], y[b], parts) for b in blocks]
+        R = unflatten(direction(total).detach())
+    else:
+        passes = [None] * len(blocks)
+        R = unflatten(direction.detach())
+    if len(blocks) == 1:
+        kept = passes[0] or _forward_backward(weights, loss, x, y, parts)
+        return _tangent_reverse(weights, R, kept).reshape(X.shape), total
+    grad_x = torch.empty_like(x)
+    for b, kept in zip(blocks, passes):
+        grad_x[b] = _tangent_reverse(
+            weights, R, kept or _forward_backward(weights, loss, x[b], y[b], parts)
+        )
+    return grad_x.reshape(X.shape), total
+
+
+def _forward_backward(weights, loss, x, y, parts):
+    """The forward and backward passes over the images ``x``.
+
+    Adds their gradient to ``parts`` (the gradient sum's blocks, by name; ``None``
+    skips the weight gradients) and returns what the tangent and reverse passes read,
+    as a list that :func:`_tangent_reverse` empties.
+    """
+    K1, b1, K2, b2, W3, b3, W4, b4 = weights
     # forward; the activations overwrite their pre-activations (relu(z) > 0 iff z > 0)
     a1 = torch.conv2d(x, K1, b1).relu_()
     s = torch.conv2d(a1, K2, b2).relu_()
@@ -164,21 +222,10 @@ def cnn_feature_gradient(image_shape, params, loss, X, y, direction, *, unflatte
     f = pooled.flatten(1)
     a3 = torch.addmm(b3, f, W3.T).relu_()
     g, hessian_product = loss.output_derivatives(torch.addmm(b4, a3, W4.T), y)
-
-    def pool_backward(grad):
-        return _aten.max_pool2d_with_indices_backward(
-            grad.view_as(pooled), s, _POOL, _POOL, [0, 0], [1, 1], False, indices
-        )
-
     # backward: dz per layer, and the gradient sum
     dz3 = _relu_backward(g @ W4, a3)
-    dz2 = _relu_backward(pool_backward(dz3 @ W3), s)
-    total = None
-    if gradient_sum:
-        total = into if into is not None else torch.zeros(
-            sum(v.numel() for v in params.values()), device=X.device, dtype=X.dtype
-        )
-        parts = unflatten(total)
+    dz2 = _relu_backward(_pool_backward(dz3 @ W3, pooled, s, indices), s)
+    if parts is not None:
         parts["fc2.weight"].addmm_(g.T, a3)
         parts["fc2.bias"].add_(g.sum(dim=0))
         parts["fc1.weight"].addmm_(dz3.T, f)
@@ -199,8 +246,20 @@ def cnn_feature_gradient(image_shape, params, loss, X, y, direction, *, unflatte
         parts["conv1.bias"].add_(db1)
     else:
         dz1 = _relu_backward(_input_gradient(dz2, a1, K2), a1)
-    R = unflatten((direction(total) if callable(direction) else direction).detach())
-    # forward tangent along the residual
+    return [x, a1, s, pooled, indices, f, a3, g, hessian_product, dz3, dz2, dz1]
+
+
+def _tangent_reverse(weights, R, kept):
+    """The forward tangent along the residual ``R`` (by name), then the reverse pass
+    from ``H h_dot``: the feature gradient of the images in ``kept``.
+
+    ``kept`` is what :func:`_forward_backward` returned; it is emptied, so that each
+    large tensor is freed here as soon as it is used.
+    """
+    K1, _, K2, _, W3, _, W4, _ = weights
+    x, a1, s, pooled, indices, f, a3, g, hessian_product, dz3, dz2, dz1 = kept
+    kept.clear()
+    m = len(x)
     a1_dot = _relu_backward(torch.conv2d(x, R["conv1.weight"], R["conv1.bias"]), a1)
     s_dot = torch.conv2d(a1_dot, K2, R["conv2.bias"]).add_(torch.conv2d(a1, R["conv2.weight"]))
     del a1_dot  # each large temporary goes as soon as it is used
@@ -213,10 +272,11 @@ def cnn_feature_gradient(image_shape, params, loss, X, y, direction, *, unflatte
     h_dot = torch.addmm(R["fc2.bias"], a3_dot, W4.T).addmm_(a3, R["fc2.weight"].T)
     # reverse pass from H h_dot
     c3 = _relu_backward((hessian_product(h_dot) @ W4).addmm_(g, R["fc2.weight"]), a3)
-    c2 = _relu_backward(pool_backward((c3 @ W3).addmm_(dz3, R["fc1.weight"])), s)
+    c2 = _relu_backward(
+        _pool_backward((c3 @ W3).addmm_(dz3, R["fc1.weight"]), pooled, s, indices), s
+    )
     c1 = _input_gradient(c2, a1, K2)
     del c2
     c1 = _relu_backward(c1.add_(_input_gradient(dz2, a1, R["conv2.weight"])), a1)
     del dz2
-    grad_x = _input_gradient(c1, x, K1).add_(_input_gradient(dz1, x, R["conv1.weight"]))
-    return grad_x.reshape(X.shape), total
+    return _input_gradient(c1, x, K1).add_(_input_gradient(dz1, x, R["conv1.weight"]))
