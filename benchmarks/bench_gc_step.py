@@ -46,7 +46,12 @@ seed 0, default preset; CPU seconds, best of 5), with ``OMP_NUM_THREADS=1``
        two runs): logreg 1.78 / 1.74-1.77 / 1.75-1.82 [0.88-1.03], mlp 2.22-2.43 /
        3.27-3.43 / 2.44-2.54 [2.13-2.23] (five later runs; nine runs of a later
        session on a busier machine: 2.36-2.63 / 3.24-3.80 / 2.41-2.77
-       [2.12-2.54]), cnn 2.11-2.37 / 2.40-2.93 / 1.83-2.24 [2.15-2.35] (four runs)
+       [2.12-2.54]; seven runs of the next: 2.32-2.49 / 3.22-3.49 / 2.35-2.57
+       [2.12-2.25]), cnn 2.14-2.22 / 2.89-2.98 / 2.18-2.23 [2.23-2.27] (four runs,
+       its rows in blocks of at most 227; in one block, four runs of the previous
+       session gave 2.11-2.37 / 2.40-2.93 / 1.83-2.24 [2.15-2.35], and two of this
+       one 2.46 and 2.85 in one pass, when a step freed more than glibc's trim
+       threshold and the next faulted its buffers in again)
        (the mlp and cnn rows are with their feature gradients written out; with
        autograd's double backward the mlp read 2.53-2.55 / 4.58-4.59 / 3.03-3.15
        [2.38-2.42] and, issue preset, 2.62-2.80 / 3.88-4.22 / 2.90-2.95
@@ -77,10 +82,12 @@ steps; "-": not reached, with the norm it ended at; a quieter machine than secti
 Section 5 (``--sections 5``; the paper's CNN, all 60000 MNIST rows, eps_d 0.03, each
 run in a fresh process; peak RSS above the 180 MiB of data)::
 
-    clean pass, batch_size=None: +399 MiB (55 CPU s);  whole run (2 Adam steps): +2720 MiB
-    clean pass, batch_size=256:  +375 MiB (53 CPU s);  whole run: +599 MiB
-    (whole runs with autograd's double backward instead of the CNN's written-out
-    feature gradient: +2820 MiB in 70 CPU s and +590 MiB in 65; before
+    clean pass, batch_size=None: +354 MiB (51 CPU s);  whole run (2 Adam steps): +1533 MiB
+    clean pass, batch_size=256:  +369 MiB (48 CPU s);  whole run: +547 MiB
+    (whole runs, 56 and 59 CPU s, with the CNN's written-out feature gradient in
+    blocks of at most 227 rows; in one block: +2720 MiB in 65 CPU s and +599 MiB in
+    63; with autograd's double backward instead of the written-out feature
+    gradient: +2820 MiB in 70 CPU s and +590 MiB in 65; before
     convolutions recorded their gradients as separate ops: +3307 MiB in 79 CPU s
     and +615 MiB in 72)
     (the clean pass's default batches hold 217 CNN rows, sized by the net's layer
