@@ -48,7 +48,8 @@ seed 0, default preset; CPU seconds, best of 5), with ``OMP_NUM_THREADS=1``
        session on a busier machine: 2.36-2.63 / 3.24-3.80 / 2.41-2.77
        [2.12-2.54]; seven runs of the next: 2.32-2.49 / 3.22-3.49 / 2.35-2.57
        [2.12-2.25]), cnn 2.14-2.22 / 2.89-2.98 / 2.18-2.23 [2.23-2.27] (four runs,
-       its rows in blocks of at most 227; in one block, four runs of the previous
+       its one pass's 1800 rows in blocks of at most 227, the batches of 225 one
+       block each as before; in one block, four runs of the previous
        session gave 2.11-2.37 / 2.40-2.93 / 1.83-2.24 [2.15-2.35], and two of this
        one 2.46 and 2.85 in one pass, when a step freed more than glibc's trim
        threshold and the next faulted its buffers in again)
@@ -84,9 +85,10 @@ run in a fresh process; peak RSS above the 180 MiB of data)::
 
     clean pass, batch_size=None: +354 MiB (51 CPU s);  whole run (2 Adam steps): +1533 MiB
     clean pass, batch_size=256:  +369 MiB (48 CPU s);  whole run: +547 MiB
-    (whole runs, 56 and 59 CPU s, with the CNN's written-out feature gradient in
-    blocks of at most 227 rows; in one block: +2720 MiB in 65 CPU s and +599 MiB in
-    63; with autograd's double backward instead of the written-out feature
+    (whole runs, 56 and 59 CPU s, with the CNN's written-out feature gradient, its
+    1800-row batch in blocks of at most 227 rows (batches of 256 split 1800 rows into
+    one-block batches of 225: that run's code did not change); in one block: +2720 MiB
+    in 65 CPU s and +599 MiB in 63; with autograd's double backward instead of the written-out feature
     gradient: +2820 MiB in 70 CPU s and +590 MiB in 65; before
     convolutions recorded their gradients as separate ops: +3307 MiB in 79 CPU s
     and +615 MiB in 72)

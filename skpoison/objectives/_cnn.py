@@ -141,11 +141,13 @@ def cnn_feature_gradient(image_shape, params, loss, X, y, direction, *, unflatte
     """One batch of :meth:`Objective.poison_feature_gradient` for the paper's CNN.
 
     The rows are processed in blocks of at most ``_BLOCK_VALUES`` values in the
-    second convolution's output (227 MNIST rows): each block's activations then stay
-    small enough to be reused from the processor's caches between operations, and
-    the temporaries of one block are freed before the next.  With a callable
-    ``direction``, the forward and backward passes of every block come first, their
-    results kept, then the residual, then each block's tangent and reverse passes.
+    second convolution's output (227 MNIST rows), so that the temporaries of one
+    block are freed before the next: the pass peaks lower and a step frees less
+    memory at once.  With a callable ``direction``, the forward and backward passes
+    of every block come first, their results kept, then the residual, then each
+    block's tangent and reverse passes; with a tensor, each block runs whole in
+    turn.  The gradient sum then adds up in another order, which changes it only
+    by rounding.
 
     Parameters
     ----------
@@ -192,7 +194,8 @@ def cnn_feature_gradient(image_shape, params, loss, X, y, direction, *, unflatte
     values_per_row = K2.shape[0] * math.prod(  # the second convolution's output
         side - k1 - k2 + 2 for side, k1, k2 in zip(image_shape[1:], K1.shape[2:], K2.shape[2:])
     )
-    blocks = list(batch_slices(m, max(1, _BLOCK_VALUES // values_per_row), even=True))
+    rows = max(1, _BLOCK_VALUES // max(1, values_per_row))  # (0: conv2d says why)
+    blocks = list(batch_slices(m, rows, even=True))
     if callable(direction):  # every block's forward and backward, then the residual
         passes = [_forward_backward(weights, loss, x[b], y[b], parts) for b in blocks]
         R = unflatten(direction(total).detach())
@@ -256,8 +259,8 @@ def _tangent_reverse(weights, R, kept):
     """The forward tangent along the residual ``R`` (by name), then the reverse pass
     from ``H h_dot``: the feature gradient of the images in ``kept``.
 
-    ``kept`` is what :func:`_forward_backward` returned; it is emptied, so that each
-    large tensor is freed here as soon as it is used.
+    ``kept`` is what :func:`_forward_backward` returned; it is emptied, so that the
+    tensors deleted here are freed at once (the others when this returns).
     """
     K1, _, K2, _, W3, _, W4, _ = weights
     x, a1, s, pooled, indices, f, a3, g, hessian_product, dz3, dz2, dz1 = kept
