@@ -37,7 +37,7 @@ from torch import nn
 from torch.nn.modules.utils import _pair
 
 from .._utils import batch_slices
-from ._perceptron import _runs_more_than_layers
+from ._perceptron import _gradient_sum_parts, _runs_more_than_layers
 
 __all__ = ["cnn_feature_gradient", "cnn_layers"]
 
@@ -184,12 +184,7 @@ def cnn_feature_gradient(image_shape, params, loss, X, y, direction, *, unflatte
     weights = tuple(params[name].detach() for name in _PARAMETERS)
     m = len(X)
     x = X.reshape(m, *image_shape)
-    total = parts = None
-    if gradient_sum:
-        total = into if into is not None else torch.zeros(
-            sum(v.numel() for v in params.values()), device=X.device, dtype=X.dtype
-        )
-        parts = unflatten(total)
+    total, parts = _gradient_sum_parts(gradient_sum, into, params, X, unflatten)
     K1, K2 = weights[0], weights[2]
     values_per_row = K2.shape[0] * math.prod(  # the second convolution's output
         side - k1 - k2 + 2 for side, k1, k2 in zip(image_shape[1:], K1.shape[2:], K2.shape[2:])

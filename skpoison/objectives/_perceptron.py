@@ -175,6 +175,17 @@ def _methods(klass):
     return frozenset(names)
 
 
+def _gradient_sum_parts(wanted, into, params, like, unflatten):
+    """``(total, parts)``: the flat gradient sum (``into``, or zeros like ``like``) and
+    its views by parameter name; ``(None, None)`` when the sum is not ``wanted``."""
+    if not wanted:
+        return None, None
+    total = into if into is not None else torch.zeros(
+        sum(v.numel() for v in params.values()), device=like.device, dtype=like.dtype
+    )
+    return total, unflatten(total)
+
+
 def _defined_in(module, name):
     """The class in ``type(module).__mro__`` whose body defines ``name``, or ``None``."""
     return next((klass for klass in type(module).__mro__ if name in vars(klass)), None)
@@ -230,12 +241,7 @@ def perceptron_feature_gradient(layers, params, loss, X, y, direction, *, unflat
             a = nn.functional.leaky_relu(z, slope)
     g, hessian_product = loss.output_derivatives(pre[-1], y)
     # backward: dz_l, and the gradient sum
-    total = None
-    if gradient_sum:
-        total = into if into is not None else torch.zeros(
-            sum(v.numel() for v in params.values()), device=X.device, dtype=X.dtype
-        )
-        parts = unflatten(total)
+    total, parts = _gradient_sum_parts(gradient_sum, into, params, X, unflatten)
     dz = [None] * len(layers)
     dz[-1] = g
     for index in range(len(layers) - 1, -1, -1):
