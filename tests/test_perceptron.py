@@ -93,6 +93,12 @@ def test_closed_form_of_a_fitted_net_keeps_the_rows_shape():
     expected, _ = generic.poison_feature_gradient(X[:9], y[:9], base, batch_size=4)
     assert got.shape == (9, 1, 2, 3)
     np.testing.assert_allclose(got.numpy(), expected.numpy(), rtol=1e-9, atol=1e-12)
+    # rows that are not contiguous (channels last): batches write into one result
+    strided = torch.as_tensor(rng.normal(size=(9, 3, 2, 1))).permute(0, 3, 2, 1)
+    assert strided.shape == (9, 1, 2, 3) and not strided.is_contiguous()
+    got, _ = objective.poison_feature_gradient(strided, y[:9], base, batch_size=4)
+    expected, _ = generic.poison_feature_gradient(strided, y[:9], base, batch_size=4)
+    np.testing.assert_allclose(got.numpy(), expected.numpy(), rtol=1e-9, atol=1e-12)
     # rows of the wrong width take the double backward, which says what is wrong
     with pytest.raises(ValueError, match="expects rows of 6 features, got 5"):
         objective.poison_feature_gradient(X[:9].reshape(9, -1)[:, :5], y[:9], base)
@@ -305,9 +311,10 @@ def test_hooks_and_training_mode_take_the_double_backward(where):
     assert not np.allclose(plain.numpy(), got.numpy())
 
 
-@pytest.mark.parametrize("slope", [0.0, 0.2])
+@pytest.mark.parametrize("slope", [0.0, 0.2, -0.5])
 def test_pre_activations_at_the_kink_take_autograd_s_side(slope):
-    # z == 0 exactly in both hidden layers: the masks are those of autograd (z > 0)
+    # z == 0 exactly in both hidden layers: the masks are those of autograd (z > 0),
+    # read from the activation for slopes >= 0 and from z for a negative one
     module = nn.Sequential(nn.Linear(3, 4), nn.LeakyReLU(slope), nn.Linear(4, 4),
                            nn.LeakyReLU(slope), nn.Linear(4, 2))
     objective = _objective(module, CrossEntropyLoss(), np.arange(2))

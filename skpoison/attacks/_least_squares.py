@@ -99,8 +99,9 @@ class ResidualMap:
         return v if self.mask is None else v.mul_(self.mask)
 
     def _residual_from(self, gradient_sum):
-        # the poison sum over every rank's rows (this rank's alone in one process)
-        return self.base + self._cut(all_reduce_sum(gradient_sum) / self.n_samples)
+        # the poison sum over every rank's rows (this rank's alone in one process);
+        # the base is added in place, into the scaled sum
+        return self._cut(all_reduce_sum(gradient_sum) / self.n_samples).add_(self.base)
 
     def residual(self, X):
         """``r(X)`` (no graph kept)."""

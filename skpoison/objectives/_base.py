@@ -499,21 +499,23 @@ class Objective:
                 X, y, batch_size=batch_size, encoded=True, params=params
             )
             direction = direction(gradient_sum)
-        grad_x = torch.empty_like(X)
+        # contiguous, so that each batch's block of rows is too (the closed forms
+        # write into it)
+        grad_x = torch.empty_like(X, memory_format=torch.contiguous_format)
         total = torch.zeros(self.n_params, device=self.device, dtype=self.dtype)
         # one copy of the parameters for all batches (the closed form needs none)
         leaves = self._grad_params(params) if perceptron is None and cnn is None else None
         for sl in slices:
-            grad_x[sl], _ = self._batch_feature_gradient(
+            self._batch_feature_gradient(
                 X[sl], y[sl], direction, params, perceptron=perceptron, cnn=cnn,
-                leaves=leaves, into=total, gradient_sum=gradient_sum is None,
+                leaves=leaves, into=total, gradient_sum=gradient_sum is None, out=grad_x[sl],
             )
         if after_pass is not None:  # the exact residual, from this pass's sum
             after_pass(total)
         return grad_x, (total if gradient_sum is None else gradient_sum)
 
     def _batch_feature_gradient(self, X, y, direction, params=None, *, perceptron=None,
-                                cnn=None, leaves=None, into=None, gradient_sum=True):
+                                cnn=None, leaves=None, into=None, gradient_sum=True, out=None):
         """One batch of :meth:`poison_feature_gradient` (models that are not affine).
 
         With ``perceptron`` (what :func:`~skpoison.objectives._perceptron.perceptron_layers`
@@ -522,27 +524,37 @@ class Objective:
         rows of the image's size; otherwise, and for rows of another size, the
         double backward.  ``gradient_sum=False`` (with a tensor ``direction``) lets
         a closed form skip the batch's gradient sum, which the double backward
-        computes anyway.
+        computes anyway.  ``out`` (a contiguous tensor shaped like ``X``) receives
+        the feature gradient; the perceptron's closed form writes it there directly.
         """
         # the closed forms read the parameters by name, in the objective's order
         values = self.params if params is None else {k: params[k] for k in self.params}
-        if cnn is not None and len(X) and X[0].numel() == math.prod(cnn):
-            return cnn_feature_gradient(
-                cnn, values, self.loss, X, y, direction, unflatten=self.unflatten,
-                into=into, gradient_sum=gradient_sum,
-            )
+        rows = None  # the perceptron's flat rows, when its closed form applies
         if perceptron is not None:
             layers, flatten = perceptron
             rows = X.reshape(len(X), -1) if flatten else X
-            if rows.dim() == 2 and rows.shape[1] == self.params[layers[0][0]].shape[1]:
-                grad_x, total = perceptron_feature_gradient(
-                    layers, values, self.loss, rows, y,
-                    direction, unflatten=self.unflatten, into=into, gradient_sum=gradient_sum,
-                )
-                return grad_x.reshape(X.shape), total
-        return self._autograd_feature_gradient(
-            X, y, direction, params, leaves=leaves, into=into
-        )
+            if rows.dim() != 2 or rows.shape[1] != self.params[layers[0][0]].shape[1]:
+                rows = None
+        if cnn is not None and len(X) and X[0].numel() == math.prod(cnn):
+            result = cnn_feature_gradient(
+                cnn, values, self.loss, X, y, direction, unflatten=self.unflatten,
+                into=into, gradient_sum=gradient_sum,
+            )
+        elif rows is not None:
+            grad_x, total = perceptron_feature_gradient(
+                layers, values, self.loss, rows, y, direction, unflatten=self.unflatten,
+                into=into, gradient_sum=gradient_sum,
+                out=None if out is None else out.view(rows.shape),
+            )
+            return (grad_x.reshape(X.shape) if out is None else out), total
+        else:
+            result = self._autograd_feature_gradient(
+                X, y, direction, params, leaves=leaves, into=into
+            )
+        if out is not None:
+            out.copy_(result[0])
+            return out, result[1]
+        return result
 
     def _autograd_feature_gradient(self, X, y, direction, params=None, *, leaves=None, into=None):
         """One batch of :meth:`poison_feature_gradient` by double backward.

@@ -192,7 +192,7 @@ def _defined_in(module, name):
 
 
 def perceptron_feature_gradient(layers, params, loss, X, y, direction, *, unflatten,
-                                into=None, gradient_sum=True):
+                                into=None, gradient_sum=True, out=None):
     """One batch of :meth:`Objective.poison_feature_gradient` for a perceptron.
 
     Parameters
@@ -220,6 +220,9 @@ def perceptron_feature_gradient(layers, params, loss, X, y, direction, *, unflat
         With a tensor ``direction``, ``False`` skips the gradient sum (one
         weight-gradient product per layer, and the bias sums) and returns ``None``
         for it.
+    out : tensor of the shape of ``X`` or None
+        Receives the feature gradient (and is then the ``grad_x`` returned), so that
+        batches write into one tensor without a copy.
 
     Returns
     -------
@@ -230,15 +233,17 @@ def perceptron_feature_gradient(layers, params, loss, X, y, direction, *, unflat
     weights = [params[w].detach() for w, _, _ in layers]
     biases = [None if b is None else params[b].detach() for _, b, _ in layers]
     slopes = [s for _, _, s in layers]
-    # forward: pre-activations z_l and layer inputs a_{l-1}
+    # forward: layer inputs a_{l-1}, and what each activation's derivative is read
+    # from: the pre-activation z_l, or the activation itself, computed in place, where
+    # a nonnegative slope keeps the sign (a_l > 0 exactly where z_l > 0)
     inputs, pre = [], []
     a = X
     for W, b, slope in zip(weights, biases, slopes):
         inputs.append(a)
         z = a @ W.T if b is None else torch.addmm(b, a, W.T)
-        pre.append(z)
         if slope is not None:
-            a = nn.functional.leaky_relu(z, slope)
+            a = nn.functional.leaky_relu(z, slope, inplace=slope >= 0)
+        pre.append(a if slope is not None and slope >= 0 else z)
     g, hessian_product = loss.output_derivatives(pre[-1], y)
     # backward: dz_l, and the gradient sum
     total, parts = _gradient_sum_parts(gradient_sum, into, params, X, unflatten)
@@ -271,7 +276,8 @@ def perceptron_feature_gradient(layers, params, loss, X, y, direction, *, unflat
     # reverse: the cotangents of the outputs, then of each layer's input
     cotangent = hessian_product(z_dot)
     for index in range(len(layers) - 1, -1, -1):
-        a_cotangent = (cotangent @ weights[index]).addmm_(dz[index], split[layers[index][0]])
+        product = torch.mm(cotangent, weights[index], out=out if index == 0 else None)
+        a_cotangent = product.addmm_(dz[index], split[layers[index][0]])
         if index:
             cotangent = _leaky_relu_backward(
                 a_cotangent, pre[index - 1], slopes[index - 1], False
