@@ -47,8 +47,9 @@ seed 0, default preset; CPU seconds, best of 5), with ``OMP_NUM_THREADS=1``
        3.27-3.43 / 2.44-2.54 [2.13-2.23] (five later runs; nine runs of a later
        session on a busier machine: 2.36-2.63 / 3.24-3.80 / 2.41-2.77
        [2.12-2.54]; seven runs of the next: 2.32-2.49 / 3.22-3.49 / 2.35-2.57
-       [2.12-2.25]; with its activations and result computed in place, three
-       runs of the next: 2.22-2.42 / 3.17-3.31 / 2.36-2.40 [2.09-2.16]), cnn 2.14-2.22 / 2.89-2.98 / 2.18-2.23 [2.23-2.27] (four runs,
+       [2.12-2.25]; with its activations computed in place and its feature
+       gradient written into the result's rows, five runs of the next:
+       2.22-2.42 / 3.17-3.31 / 2.36-2.41 [2.09-2.18]), cnn 2.14-2.22 / 2.89-2.98 / 2.18-2.23 [2.23-2.27] (four runs,
        its one pass's 1800 rows in blocks of at most 227, the batches of 225 one
        block each as before; in one block, four runs of the previous
        session gave 2.11-2.37 / 2.40-2.93 / 1.83-2.24 [2.15-2.35], and two of this

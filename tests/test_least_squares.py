@@ -87,6 +87,23 @@ def test_batched_products_equal_one_batch(exact):
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-9, atol=1e-14)
 
 
+def test_residual_keeps_the_base_and_its_wider_type(exact):
+    # r = base + sum / n, added into the scaled sum where the types agree; a
+    # float64 base over a float32 objective still gives a float64 residual
+    X, y, target = exact
+    rmap, X_p, _ = _residual_map(X, y, target)
+    base = rmap.base.clone()
+    total = rmap.objective.loss_gradient_sum(X_p, rmap.y, encoded=True)
+    np.testing.assert_array_equal(rmap.residual(X_p).numpy(), (base + total / len(X)).numpy())
+    np.testing.assert_array_equal(rmap.base.numpy(), base.numpy())
+    single = as_objective(target, device="cpu", dtype="float32")
+    wide = ResidualMap(single, rmap.y, base, len(X))
+    r = wide.residual(X_p.float())
+    assert r.dtype == torch.float64
+    total = single.loss_gradient_sum(X_p.float(), rmap.y, encoded=True)
+    np.testing.assert_array_equal(r.numpy(), (base + total / len(X)).numpy())
+
+
 @pytest.mark.parametrize("solver", [levenberg_marquardt, lbfgs])
 def test_steps_reduce_the_objective_on_a_tiny_problem(exact, solver):
     X, y, target = exact

@@ -93,7 +93,7 @@ def test_closed_form_of_a_fitted_net_keeps_the_rows_shape():
     expected, _ = generic.poison_feature_gradient(X[:9], y[:9], base, batch_size=4)
     assert got.shape == (9, 1, 2, 3)
     np.testing.assert_allclose(got.numpy(), expected.numpy(), rtol=1e-9, atol=1e-12)
-    # rows that are not contiguous (channels last): batches write into one result
+    # rows that are not contiguous (a permuted array): batches write into one result
     strided = torch.as_tensor(rng.normal(size=(9, 3, 2, 1))).permute(0, 3, 2, 1)
     assert strided.shape == (9, 1, 2, 3) and not strided.is_contiguous()
     got, _ = objective.poison_feature_gradient(strided, y[:9], base, batch_size=4)

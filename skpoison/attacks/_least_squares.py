@@ -100,8 +100,11 @@ class ResidualMap:
 
     def _residual_from(self, gradient_sum):
         # the poison sum over every rank's rows (this rank's alone in one process);
-        # the base is added in place, into the scaled sum
-        return self._cut(all_reduce_sum(gradient_sum) / self.n_samples).add_(self.base)
+        # the base is added in place, into the scaled sum, unless it is the wider type
+        scaled = self._cut(all_reduce_sum(gradient_sum) / self.n_samples)
+        if torch.result_type(scaled, self.base) != scaled.dtype:
+            return self.base + scaled
+        return scaled.add_(self.base)
 
     def residual(self, X):
         """``r(X)`` (no graph kept)."""

@@ -220,7 +220,7 @@ def perceptron_feature_gradient(layers, params, loss, X, y, direction, *, unflat
         With a tensor ``direction``, ``False`` skips the gradient sum (one
         weight-gradient product per layer, and the bias sums) and returns ``None``
         for it.
-    out : tensor of the shape of ``X`` or None
+    out : contiguous tensor of the shape of ``X``, or None
         Receives the feature gradient (and is then the ``grad_x`` returned), so that
         batches write into one tensor without a copy.
 
