@@ -37,9 +37,11 @@ seed 0, default preset; CPU seconds, best of 5), with ``OMP_NUM_THREADS=1``
     1. GC step / training step   one pass     two passes    one lagged pass   (batch)
                                                         [lagged / batched training]
        logreg  m=1800             1.77-1.80    1.72-1.77     1.58-1.70 [0.75-0.77] 256
-       mlp     m=1800 (hidden 256) 2.26-2.37    3.66-3.92     2.62-2.75 [1.92-1.99] 256
+       mlp     m=1800 (hidden 256) 2.25-2.30    3.32-3.48     2.39-2.46 [1.99-2.01] 256
        cnn     m=120              2.21         3.02-3.30     2.28-2.53 [2.18-2.34] 30
-       (two one-thread runs, malloc tuned as GradientCanceling.fit does; batches
+       (two one-thread runs, the mlp's five of a later session with its
+       activations computed in place; before, 2.26-2.37 / 3.66-3.92 /
+       2.62-2.75 [1.92-1.99]; malloc tuned as GradientCanceling.fit does; batches
        of at most min(--batch-size, m / 4) rows, split evenly, so the CNN takes
        several; the first version of this table ran it in one batch of 256)
        --preset issue (MLP hidden 784, CNN m=1800, 8 batches of 225, one thread,
@@ -48,8 +50,9 @@ seed 0, default preset; CPU seconds, best of 5), with ``OMP_NUM_THREADS=1``
        session on a busier machine: 2.36-2.63 / 3.24-3.80 / 2.41-2.77
        [2.12-2.54]; seven runs of the next: 2.32-2.49 / 3.22-3.49 / 2.35-2.57
        [2.12-2.25]; with its activations computed in place and its feature
-       gradient written into the result's rows, five runs of the next:
-       2.22-2.42 / 3.17-3.31 / 2.36-2.41 [2.09-2.18]), cnn 2.14-2.22 / 2.89-2.98 / 2.18-2.23 [2.23-2.27] (four runs,
+       gradient written into the result's rows, eight runs of the next:
+       2.22-2.42 / 3.17-3.31 / 2.36-2.42 [2.09-2.22], where the cnn, code
+       unchanged, gave 2.12-2.20 / 2.84-2.94 / 2.14-2.22 [2.19-2.33]), cnn 2.14-2.22 / 2.89-2.98 / 2.18-2.23 [2.23-2.27] (four runs,
        its one pass's 1800 rows in blocks of at most 227, the batches of 225 one
        block each as before; in one block, four runs of the previous
        session gave 2.11-2.37 / 2.40-2.93 / 1.83-2.24 [2.15-2.35], and two of this
